@@ -1,0 +1,3 @@
+from underway.cli import main
+
+main()
