@@ -49,7 +49,7 @@ def run(script: Path, script_args: tuple[str, ...], grace: float, verbose: bool)
     sys.path.insert(0, str(script.resolve().parent))
     runpy.run_path(str(script), run_name="__main__")
     loops = asyncio.run(runner.serve(grace=grace))
-    failed = [lp.get_task().get_name() for lp in loops if lp.failed() and lp.get_task()]
+    failed = [lp.name for lp in loops if lp.failed()]
     if failed:
         raise click.ClickException(f"loop(s) ended with an unhandled error: {', '.join(failed)}")
 

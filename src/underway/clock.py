@@ -91,6 +91,7 @@ class VirtualClock:
         self._now = start.astimezone(UTC)
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
+        self._advancing = False
 
     def now(self) -> datetime:
         """Return the virtual time, in UTC."""
@@ -128,15 +129,26 @@ class VirtualClock:
         """Move the time forward to ``when``, waking each sleeper at its own deadline."""
         if when.tzinfo is None:
             raise ValueError("advance_to needs an aware datetime.")
-        await _settle()
-        while self._sleepers and self._sleepers[0][0] <= when:
-            deadline, _, waiter = heapq.heappop(self._sleepers)
-            if waiter.done():
-                continue
-            self._now = max(self._now, deadline)
-            waiter.set_result(None)
+        when = when.astimezone(UTC)
+        if self._advancing:
+            # Called from code that an outer advance woke (a body that "takes" time):
+            # move the time; the outer advance goes on waking sleepers in order.
+            self._now = max(self._now, when)
+            await asyncio.sleep(0)
+            return
+        self._advancing = True
+        try:
             await _settle()
-        self._now = max(self._now, when.astimezone(UTC))
+            while self._sleepers and self._sleepers[0][0] <= max(when, self._now):
+                deadline, _, waiter = heapq.heappop(self._sleepers)
+                if waiter.done():
+                    continue
+                self._now = max(self._now, deadline)
+                waiter.set_result(None)
+                await _settle()
+            self._now = max(self._now, when)
+        finally:
+            self._advancing = False
         await _settle()
 
 

@@ -260,6 +260,22 @@ class Loop(Generic[LF]):
         return self._zone
 
     @property
+    def name(self) -> str:
+        """The loop's name, used for its asyncio task and in log messages."""
+        return self._name
+
+    @property
+    def clock(self) -> Clock:
+        """Where the loop reads the time; assign a ``VirtualClock`` to test a loop."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, value: Clock) -> None:
+        if self.is_running():
+            raise LoopError(f"Cannot change the clock of loop {self._name!r} while it runs.")
+        self._clock = value
+
+    @property
     def current_loop(self) -> int:
         """How many iterations have completed in the current run (0 once it has ended)."""
         return self._current_loop
@@ -381,10 +397,14 @@ class Loop(Generic[LF]):
         Raises:
             TypeError, ValueError: as for :func:`loop`.
         """
+        was_interval = isinstance(self._trigger, IntervalTrigger)
         self._set_trigger(seconds, minutes, hours, time, cron)
         if not self.is_running() or self._next_iteration is None:
             return
-        if isinstance(self._trigger, IntervalTrigger) and self._last_iteration is not None:
+        # A new interval counts from the last iteration, as in discord.py; a switch to
+        # another kind of schedule counts from now.
+        interval = isinstance(self._trigger, IntervalTrigger)
+        if interval and was_interval and self._last_iteration is not None:
             self._next_iteration = self._trigger.next_after(self._last_iteration)
         else:
             self._next_iteration = self._trigger.first(self._clock.now())
@@ -475,6 +495,11 @@ class Loop(Generic[LF]):
                 return
             await self._sleep_until(target)
 
+    def _stopping(self) -> bool:
+        # A method rather than the attribute, so that type checkers do not assume that the
+        # flag stays as it was across an await.
+        return self._stop_requested
+
     def _following(self, tick: datetime) -> datetime:
         following = self._trigger.next_after(tick)
         if self.overrun == "skip":
@@ -484,7 +509,7 @@ class Loop(Generic[LF]):
         return following
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(BACKOFF_CAP, BACKOFF_INITIAL * 2 ** min(attempt - 1, 16))
+        ceiling = min(BACKOFF_CAP, BACKOFF_INITIAL * 2.0 ** min(attempt - 1, 16))
         return ceiling * random.uniform(0.5, 1.0)
 
     async def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -496,7 +521,7 @@ class Loop(Generic[LF]):
             attempt = 0
             while True:
                 await self._sleep_until_next()
-                if self._stop_requested:
+                if self._stopping():
                     return
                 assert self._next_iteration is not None
                 tick = self._next_iteration

@@ -216,7 +216,8 @@ def normalise_times(value: time | Sequence[time]) -> tuple[time, ...]:
     """
     if isinstance(value, time):
         return (value,)
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    candidate: object = value
+    if isinstance(candidate, (str, bytes)) or not isinstance(candidate, Sequence):
         raise TypeError(
             "time must be a datetime.time or a list of them, for example "
             f"time=datetime.time(9, 0), not {type(value).__name__}."

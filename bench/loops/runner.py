@@ -1,0 +1,130 @@
+"""One timed run of one periodic-loop implementation, in a process of its own.
+
+``timing.py`` starts this script once per (system, scenario, repetition), so that no two
+systems ever share an event loop, an import cache or a garbage collector. The run's raw
+timestamps are written to stdout as one JSON object.
+
+The body of the loop does nothing but read ``time.perf_counter()`` and, in the "variable"
+scenario, await ``asyncio.sleep`` for a pre-drawn 0-8 ms; it never prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib
+import importlib.metadata
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+Body = Callable[[], Coroutine[Any, Any, None]]
+
+SYSTEMS = ("underway", "discord")
+SCENARIOS = ("fixed", "variable")
+#: The variable body sleeps a duration drawn uniformly from [0, MAX_BODY] seconds.
+MAX_BODY = 0.008
+
+
+def body_durations(scenario: str, iterations: int, seed: int) -> list[float]:
+    """Return how long the body sleeps at each iteration (all zero for "fixed")."""
+    if scenario == "fixed":
+        return [0.0] * iterations
+    rng = random.Random(seed)
+    return [rng.uniform(0.0, MAX_BODY) for _ in range(iterations)]
+
+
+def make_body(stamps: list[float], durations: list[float]) -> Body:
+    """Build the loop body: record the start instant, then sleep the drawn duration."""
+    perf_counter = time.perf_counter
+
+    async def body() -> None:
+        stamps.append(perf_counter())
+        duration = durations[len(stamps) - 1]
+        if duration > 0.0:
+            await asyncio.sleep(duration)
+
+    return body
+
+
+def start_loop(system: str, body: Body, interval: float, iterations: int) -> asyncio.Task[None]:
+    """Wrap ``body`` in ``system``'s loop decorator and start it; return its task."""
+    if system == "underway":
+        import underway
+
+        task = underway.loop(seconds=interval, count=iterations)(body).start()
+    else:
+        # Imported by name: discord.py is installed only in the bench venv, and the main
+        # venv's mypy must not need it.
+        tasks: Any = importlib.import_module("discord.ext.tasks")
+        task = tasks.loop(seconds=interval, count=iterations)(body).start()
+    if not isinstance(task, asyncio.Task):
+        raise RuntimeError(f"{system} loop did not start a task (got {task!r}).")
+    return task
+
+
+async def measure(
+    system: str, scenario: str, iterations: int, interval: float, seed: int
+) -> dict[str, Any]:
+    """Run one loop to completion and return its raw timestamps."""
+    stamps: list[float] = []
+    durations = body_durations(scenario, iterations, seed)
+    body = make_body(stamps, durations)
+    # Let the event loop settle and leave no garbage from imports to the timed part.
+    await asyncio.sleep(0.05)
+    gc.collect()
+    start_call = time.perf_counter()
+    task = start_loop(system, body, interval, iterations)
+    await task
+    end = time.perf_counter()
+    return {
+        "system": system,
+        "scenario": scenario,
+        "iterations": iterations,
+        "interval_s": interval,
+        "seed": seed,
+        "start_call": start_call,
+        "end": end,
+        "stamps": stamps,
+        "body_sleep_s": durations,
+        "event_loop": type(asyncio.get_running_loop()).__name__,
+    }
+
+
+def version_of(system: str) -> str:
+    """Return the installed version of the system under test."""
+    return importlib.metadata.version("underway" if system == "underway" else "discord.py")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run once, print the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--system", choices=SYSTEMS, required=True)
+    parser.add_argument("--scenario", choices=SCENARIOS, required=True)
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--interval", type=float, default=0.010)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.system == "discord":
+        # Import before timing so that its cost is not charged to the first iteration.
+        importlib.import_module("discord.ext.tasks")
+    else:
+        importlib.import_module("underway")
+    load_before = os.getloadavg()[0]
+    result = asyncio.run(
+        measure(args.system, args.scenario, args.iterations, args.interval, args.seed)
+    )
+    result["version"] = version_of(args.system)
+    result["python"] = sys.version.split()[0]
+    result["loadavg_1min_before"] = load_before
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
