@@ -52,20 +52,16 @@ def make_body(stamps: list[float], durations: list[float]) -> Body:
     return body
 
 
-def start_loop(system: str, body: Body, interval: float, iterations: int) -> asyncio.Task[None]:
-    """Wrap ``body`` in ``system``'s loop decorator and start it; return its task."""
+def make_loop(system: str, body: Body, interval: float, iterations: int) -> Any:
+    """Wrap ``body`` in ``system``'s loop decorator (not started yet)."""
     if system == "underway":
         import underway
 
-        task = underway.loop(seconds=interval, count=iterations)(body).start()
-    else:
-        # Imported by name: discord.py is installed only in the bench venv, and the main
-        # venv's mypy must not need it.
-        tasks: Any = importlib.import_module("discord.ext.tasks")
-        task = tasks.loop(seconds=interval, count=iterations)(body).start()
-    if not isinstance(task, asyncio.Task):
-        raise RuntimeError(f"{system} loop did not start a task (got {task!r}).")
-    return task
+        return underway.loop(seconds=interval, count=iterations)(body)
+    # Imported by name: discord.py is installed only in the bench venv, and the main venv's
+    # mypy must not need it.
+    tasks: Any = importlib.import_module("discord.ext.tasks")
+    return tasks.loop(seconds=interval, count=iterations)(body)
 
 
 async def measure(
@@ -75,11 +71,16 @@ async def measure(
     stamps: list[float] = []
     durations = body_durations(scenario, iterations, seed)
     body = make_body(stamps, durations)
+    # Built before the clock starts: the decorator's set-up (underway resolves the local
+    # zone) is not part of how soon start() runs the first iteration.
+    periodic = make_loop(system, body, interval, iterations)
     # Let the event loop settle and leave no garbage from imports to the timed part.
     await asyncio.sleep(0.05)
     gc.collect()
     start_call = time.perf_counter()
-    task = start_loop(system, body, interval, iterations)
+    task = periodic.start()
+    if not isinstance(task, asyncio.Task):
+        raise RuntimeError(f"{system} loop did not start a task (got {task!r}).")
     await task
     end = time.perf_counter()
     return {

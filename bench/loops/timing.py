@@ -2,7 +2,7 @@
 
 Usage (from the repository root; ``bench/loops/run.sh`` sets up the venv and calls this)::
 
-    python bench/loops/timing.py            # 1,000 iterations, 5 repetitions; writes results
+    python bench/loops/timing.py            # 1,000 iterations, 7 repetitions; writes results
     python bench/loops/timing.py --quick    # 100 iterations, 1 repetition; prints only
 
 Each run is a fresh subprocess (``runner.py``) so the two systems never share an event
@@ -214,7 +214,7 @@ def markdown(report: dict[str, Any]) -> str:
         "## Loop timing: underway.loop vs discord.ext.tasks",
         "",
         f"A {cfg['interval_s'] * 1e3:g} ms loop run for {cfg['iterations']:,} iterations, "
-        f"{cfg['repetitions']} repetitions per system and scenario, interleaved round-robin, "
+        f"{cfg['repetitions']} repetition(s) per system and scenario, interleaved round-robin, "
         "each run in a fresh subprocess. Figures in milliseconds: median over the "
         "repetitions, (min – max) in brackets. Lateness of iteration k is its start minus "
         "t0 + k × interval, t0 being the first iteration's start; p50/p99/max/min are over "
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 iterations, 1 repetition")
     parser.add_argument("--iterations", type=int, help="iterations per run (default 1000)")
-    parser.add_argument("--repetitions", type=int, help="runs per system and scenario (5)")
+    parser.add_argument("--repetitions", type=int, help="runs per system and scenario (7)")
     parser.add_argument("--interval", type=float, default=0.010, help="seconds (0.010)")
     parser.add_argument(
         "--json",
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter for the runs")
     args = parser.parse_args(argv)
     iterations = args.iterations or (100 if args.quick else 1000)
-    repetitions = args.repetitions or (1 if args.quick else 5)
+    repetitions = args.repetitions or (1 if args.quick else 7)
     json_path = args.json or (None if args.quick else ROOT / "bench/results/loops.json")
     md_path = args.markdown or (None if args.quick else ROOT / "bench/results/loops.md")
     if iterations < 2 or repetitions < 1:
