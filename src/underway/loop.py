@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import random
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
@@ -35,7 +34,7 @@ from underway.triggers import (
     IntervalTrigger,
     TimesTrigger,
     Trigger,
-    normalise_times,
+    make_trigger,
     resolve_timezone,
 )
 
@@ -85,42 +84,6 @@ def _check_coroutine_function(func: object, what: str) -> None:
             f"{what} must be an 'async def' function, not {func!r}; "
             "define it with 'async def' (wrap blocking code in asyncio.to_thread)."
         )
-
-
-def _check_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of {name}, not {type(value).__name__}.")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be zero or a positive number, not {value!r}.")
-    return float(value)
-
-
-def _make_trigger(
-    seconds: float,
-    minutes: float,
-    hours: float,
-    time: dt_time | Sequence[dt_time] | None,
-    cron: str | None,
-    zone: tzinfo,
-) -> Trigger:
-    values = [
-        _check_number(n, v)
-        for n, v in (("seconds", seconds), ("minutes", minutes), ("hours", hours))
-    ]
-    interval = any(values)
-    if time is not None and cron is not None:
-        raise TypeError("Pass either time= or cron=, not both.")
-    if (time is not None or cron is not None) and interval:
-        which = "time=" if time is not None else "cron="
-        raise TypeError(
-            f"Cannot mix {which} with seconds=, minutes= or hours=: a loop runs either at an "
-            "interval or at fixed times. Pass one of the two."
-        )
-    if time is not None:
-        return TimesTrigger(normalise_times(time), zone)
-    if cron is not None:
-        return CronTrigger(cron, zone)
-    return IntervalTrigger(values[0] + values[1] * 60.0 + values[2] * 3600.0)
 
 
 class Loop(Generic[LF]):
@@ -197,7 +160,7 @@ class Loop(Generic[LF]):
         time: dt_time | Sequence[dt_time] | None,
         cron: str | None,
     ) -> None:
-        self._trigger = _make_trigger(seconds, minutes, hours, time, cron, self._zone)
+        self._trigger = make_trigger(seconds, minutes, hours, time, cron, self._zone)
         if isinstance(self._trigger, IntervalTrigger):
             self._spec = {
                 "seconds": float(seconds),
@@ -628,7 +591,7 @@ def loop(
         ...     print("every 30 seconds")
     """
     # Validate now, so that a mistake points at the decorator line.
-    _make_trigger(seconds, minutes, hours, time, cron, resolve_timezone(timezone))
+    make_trigger(seconds, minutes, hours, time, cron, resolve_timezone(timezone))
 
     def decorator(func: LF) -> Loop[LF]:
         return Loop(

@@ -30,6 +30,7 @@ __all__ = [
     "TimesTrigger",
     "Trigger",
     "local_timezone",
+    "make_trigger",
     "resolve_timezone",
     "resolve_wall_time",
 ]
@@ -125,12 +126,20 @@ class Trigger:
 
 @dataclass(frozen=True, slots=True)
 class IntervalTrigger(Trigger):
-    """Every ``seconds`` seconds, counted from the first run."""
+    """Every ``seconds`` seconds, counted from the first run.
+
+    With ``aligned=True`` the instants are whole multiples of ``seconds`` since the Unix
+    epoch instead, so that separate processes agree on them (durable schedules).
+    """
 
     seconds: float
+    aligned: bool = False
 
     def first(self, now: datetime) -> datetime:
-        return now
+        if not self.aligned or self.seconds <= 0:
+            return now
+        steps = math.ceil(now.timestamp() / self.seconds)
+        return datetime.fromtimestamp(steps * self.seconds, UTC)
 
     def next_after(self, previous: datetime) -> datetime:
         return previous + timedelta(seconds=self.seconds)
@@ -189,6 +198,50 @@ class CronTrigger(Trigger):
 
     def latest_due(self, previous: datetime, now: datetime) -> datetime:
         return now
+
+
+def _check_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of {name}, not {type(value).__name__}.")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be zero or a positive number, not {value!r}.")
+    return float(value)
+
+
+def make_trigger(
+    seconds: float,
+    minutes: float,
+    hours: float,
+    time: time | Sequence[time] | None,
+    cron: str | None,
+    zone: tzinfo,
+    *,
+    aligned: bool = False,
+) -> Trigger:
+    """Build the trigger that ``loop()``'s scheduling arguments describe.
+
+    Raises:
+        TypeError, ValueError: the arguments are invalid or mix kinds; the message says
+            what to pass instead.
+    """
+    values = [
+        _check_number(n, v) for n, v in (("seconds", seconds), ("minutes", minutes),
+                                         ("hours", hours))
+    ]
+    interval = any(values)
+    if time is not None and cron is not None:
+        raise TypeError("Pass either time= or cron=, not both.")
+    if (time is not None or cron is not None) and interval:
+        which = "time=" if time is not None else "cron="
+        raise TypeError(
+            f"Cannot mix {which} with seconds=, minutes= or hours=: a loop runs either at an "
+            "interval or at fixed times. Pass one of the two."
+        )
+    if time is not None:
+        return TimesTrigger(normalise_times(time), zone)
+    if cron is not None:
+        return CronTrigger(cron, zone)
+    return IntervalTrigger(values[0] + values[1] * 60.0 + values[2] * 3600.0, aligned)
 
 
 def validate_cron(expression: str) -> None:
