@@ -1,0 +1,526 @@
+"""The worker: takes jobs from the store, runs them, and records how they ended.
+
+Delivery is at-least-once. A worker leases each job it takes and renews the leases by
+heartbeat; a job is acknowledged (released with its outcome) only after its function has
+returned. If the worker dies, its leases expire and any worker's reaper puts the jobs back
+in the queue, so they run again within about one lease period.
+
+Async tasks run on the event loop, plain functions in a thread pool, and tasks registered
+with ``process=True`` in a process pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import importlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import traceback
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from underway.backends.base import Backend
+from underway.context import JobContext, reset_current_job, set_current_job
+from underway.errors import BackendError, DeserializationError, UnderwayError
+from underway.job import JobRecord, Lease, Outcome, Release, WorkerInfo, as_timedelta
+from underway.schedules import Scheduler
+
+if TYPE_CHECKING:
+    from underway.app import Underway
+    from underway.task import Task
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("underway.worker")
+UTC = timezone.utc
+
+DEFAULT_LEASE = 10.0
+DEFAULT_GRACE = 30.0
+
+
+def _call_in_process(
+    module: str, qualname: str, args: Sequence[Any], kwargs: dict[str, Any]
+) -> Any:
+    """Run a ``process=True`` task's function in a pool process, found by its import path."""
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    fn = getattr(target, "fn", target)  # the module attribute is the Task wrapping it
+    return fn(*args, **kwargs)
+
+
+class Worker:
+    """Runs the jobs of an :class:`~underway.app.Underway` app.
+
+    Args:
+        app: The app whose tasks this worker runs.
+        queues: The queues to take jobs from; default: every queue a registered task uses.
+        concurrency: How many jobs run at once.
+        lease: How long a job stays leased without a heartbeat; a crashed worker's jobs
+            run again about this long after the crash.
+        heartbeat: How often leases are renewed and expired ones reaped; default a quarter
+            of ``lease``.
+        grace: On shutdown, how long running jobs get to finish before they are handed
+            back to the queue.
+        poll: How long an idle worker waits before looking for work again when the store
+            sends no notification.
+        schedules: Whether this worker also claims the ticks of the app's schedules.
+        threads: Size of the thread pool for plain-function tasks (default: concurrency).
+        processes: Size of the process pool for ``process=True`` tasks (default: CPUs).
+        worker_id: A unique id; default ``hostname:pid:random``.
+    """
+
+    def __init__(
+        self,
+        app: Underway,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        lease: float | timedelta = DEFAULT_LEASE,
+        heartbeat: float | timedelta | None = None,
+        grace: float = DEFAULT_GRACE,
+        poll: float = 1.0,
+        schedules: bool = True,
+        threads: int | None = None,
+        processes: int | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}.")
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a list of queue names, e.g. [{queues!r}].")
+        self.app = app
+        self.queues = tuple(queues) if queues else self._default_queues(app)
+        self.concurrency = concurrency
+        self.lease = as_timedelta(lease, "lease")
+        self.heartbeat = as_timedelta(heartbeat, "heartbeat") if heartbeat else self.lease / 4
+        self.grace = grace
+        self.poll = poll
+        self.run_schedules = schedules
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.counts: Counter[str] = Counter()
+        self._threads_size = threads or concurrency
+        self._processes_size = processes
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
+        self._running: dict[str, tuple[JobRecord, asyncio.Task[None]]] = {}
+        self._why_cancelled: dict[str, str] = {}
+        self._outbox: list[Release] = []
+        self._outbox_ready = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()
+        self._started = asyncio.Event()
+        self._backend: Backend | None = None
+
+    @staticmethod
+    def _default_queues(app: Underway) -> tuple[str, ...]:
+        queues = {task.queue for task in app.tasks.values()} | {"default"}
+        return tuple(sorted(queues))
+
+    # -- control --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop gracefully: take no new jobs, let running ones finish within the grace."""
+        self._stopping.set()
+
+    def kill(self) -> None:
+        """Stop at once: running jobs are interrupted and handed back to the queue."""
+        self._stopping.set()
+        self._forced.set()
+
+    async def started(self) -> None:
+        """Wait until the worker has registered and begun taking jobs."""
+        await self._started.wait()
+
+    @property
+    def in_flight(self) -> int:
+        """How many jobs this worker is running now."""
+        return len(self._running)
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Run until :meth:`stop` (or, with ``handle_signals``, SIGINT/SIGTERM).
+
+        With ``handle_signals``, the first signal stops gracefully and a second one at once.
+        """
+        backend = self._backend = await self.app.backend()
+        event_loop = asyncio.get_running_loop()
+        installed = self._install_signals(event_loop) if handle_signals else []
+        await backend.register_worker(
+            WorkerInfo(
+                id=self.id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues,
+                concurrency=self.concurrency,
+                started_at=datetime.now(UTC),
+            )
+        )
+        helpers = [
+            asyncio.create_task(self._heartbeat_loop(backend), name="underway-heartbeat"),
+            asyncio.create_task(self._flush_loop(backend), name="underway-release"),
+        ]
+        if self.run_schedules:
+            for schedule in self.app.schedules.values():
+                scheduler = Scheduler(self.app, backend, schedule)
+                helpers.append(
+                    asyncio.create_task(
+                        self._guard(scheduler.run(self._stopping), f"schedule {schedule.name}"),
+                        name=f"underway-schedule:{schedule.name}",
+                    )
+                )
+        logger.info(
+            "Worker %s started: queues %s, concurrency %d, %d task(s), %d schedule(s).",
+            self.id,
+            ",".join(self.queues),
+            self.concurrency,
+            len(self.app.tasks),
+            len(self.app.schedules) if self.run_schedules else 0,
+        )
+        self._started.set()
+        try:
+            await self._acquire_loop(backend)
+            await self._drain()
+        finally:
+            for helper in helpers[2:]:
+                helper.cancel()
+            heartbeat, flusher = helpers[0], helpers[1]
+            heartbeat.cancel()
+            self._outbox_ready.set()
+            await asyncio.gather(*helpers[2:], heartbeat, return_exceptions=True)
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self._flush(backend)
+            try:
+                await backend.unregister_worker(self.id)
+            except BackendError:
+                logger.exception("Worker %s could not unregister.", self.id)
+            for sig in installed:
+                event_loop.remove_signal_handler(sig)
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._processes is not None:
+                self._processes.shutdown(wait=False, cancel_futures=True)
+            logger.info("Worker %s stopped: %s.", self.id, dict(self.counts) or "no jobs")
+
+    def _install_signals(self, event_loop: asyncio.AbstractEventLoop) -> list[signal.Signals]:
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                event_loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            installed.append(sig)
+        return installed
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self._stopping.is_set():
+            logger.warning(
+                "Received %s: taking no new jobs; %d running job(s) get %.0f s to finish. "
+                "Send it again to stop at once.",
+                sig.name,
+                len(self._running),
+                self.grace,
+            )
+            self.stop()
+        else:
+            logger.warning(
+                "Received %s again: handing %d job(s) back and stopping now.",
+                sig.name,
+                len(self._running),
+            )
+            self.kill()
+
+    # -- taking jobs ----------------------------------------------------------------------
+
+    async def _acquire_loop(self, backend: Backend) -> None:
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                free = self.concurrency - len(self._running)
+                if free <= 0:
+                    self._slot_free.clear()
+                    await asyncio.wait(
+                        [asyncio.ensure_future(self._slot_free.wait()), stop_wait],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    continue
+                try:
+                    records = await backend.acquire(self.queues, self.id, free, self.lease)
+                except BackendError:
+                    logger.exception("Worker %s could not acquire jobs; retrying.", self.id)
+                    await asyncio.wait([stop_wait], timeout=self.poll)
+                    continue
+                for record in records:
+                    self._start_job(record)
+                if len(records) < free:
+                    waiter = asyncio.ensure_future(backend.wait_for_work(self.queues, self.poll))
+                    await asyncio.wait([waiter, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+                    if not waiter.done():
+                        waiter.cancel()
+        finally:
+            stop_wait.cancel()
+
+    def _start_job(self, record: JobRecord) -> None:
+        task = asyncio.create_task(self._run_job(record), name=f"underway-job:{record.id}")
+        self._running[record.id] = (record, task)
+
+    async def _drain(self) -> None:
+        tasks = [task for _, task in self._running.values()]
+        if tasks and not self._forced.is_set():
+            forced = asyncio.ensure_future(self._forced.wait())
+            deadline = asyncio.ensure_future(asyncio.wait(tasks, timeout=self.grace))
+            await asyncio.wait([forced, deadline], return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+            deadline.cancel()
+        left = list(self._running.items())
+        if left:
+            logger.warning(
+                "Handing %d unfinished job(s) back to the queue: %s.",
+                len(left),
+                ", ".join(f"{r.task_name}[{jid}]" for jid, (r, _) in left),
+            )
+        for job_id, (_, task) in left:
+            self._why_cancelled[job_id] = "shutdown"
+            task.cancel()
+        await asyncio.gather(*(task for _, (_, task) in left), return_exceptions=True)
+
+    # -- running one job ------------------------------------------------------------------
+
+    async def _run_job(self, record: JobRecord) -> None:
+        try:
+            outcome = await self._execute(record)
+        except BaseException:
+            self._running.pop(record.id, None)
+            self._slot_free.set()
+            raise
+        self._running.pop(record.id, None)
+        self._slot_free.set()
+        if outcome is not None:
+            self._outbox.append(Release(record.lease, outcome))
+            self._outbox_ready.set()
+
+    async def _execute(self, record: JobRecord) -> Outcome | None:
+        task = self.app.tasks.get(record.task_name)
+        if task is None:
+            reason = (
+                f"unknown task {record.task_name!r}: no task of that name is registered in "
+                f"the app this worker runs ({len(self.app.tasks)} known)"
+            )
+            logger.error("Job %s is dead: %s.", record.id, reason)
+            self.counts["dead"] += 1
+            return Outcome.dead(reason)
+        try:
+            args, kwargs = self.app.serializer.loads_call(record.payload)
+        except DeserializationError as exc:
+            reason = f"cannot decode the job's arguments: {exc}"
+            logger.error("Job %s of task %r is dead: %s.", record.id, task.name, reason)
+            self.counts["dead"] += 1
+            return Outcome.dead(reason)
+        context = JobContext(
+            id=record.id,
+            task_name=task.name,
+            attempt=record.attempts,
+            max_attempts=record.max_attempts,
+            _report=functools.partial(self._report_progress, record.lease),
+            _loop=asyncio.get_running_loop(),
+        )
+        token = set_current_job(context)
+        try:
+            result = await self._invoke(task, args, kwargs)
+        except asyncio.CancelledError:
+            why = self._why_cancelled.pop(record.id, None)
+            if why == "cancel":
+                logger.info("Job %s of task %r cancelled while running.", record.id, task.name)
+                self.counts["cancelled"] += 1
+                return Outcome.cancelled("cancelled while running")
+            if why == "lost":
+                return None
+            if why == "shutdown":
+                self.counts["handed back"] += 1
+                return Outcome.requeue()
+            raise
+        except asyncio.TimeoutError:
+            error = (
+                f"TimeoutError: task {task.name!r} ran longer than its timeout of {task.timeout}"
+            )
+            return self._failed(task, record, error, None)
+        except Exception as exc:
+            return self._failed(
+                task, record, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            )
+        finally:
+            reset_current_job(token)
+        try:
+            data = self.app.serializer.dumps_result(task.name, result)
+        except UnderwayError as exc:
+            self.counts["failed"] += 1
+            logger.error(
+                "Job %s of task %r returned a value that cannot be stored: %s",
+                record.id,
+                task.name,
+                exc,
+            )
+            return Outcome.failure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        self.counts["succeeded"] += 1
+        return Outcome.success(data)
+
+    async def _invoke(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+        timeout = None if task.timeout is None else task.timeout.total_seconds()
+        if task.executor == "async":
+            return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+        event_loop = asyncio.get_running_loop()
+        call: functools.partial[Any]
+        if task.executor == "thread":
+            executor: Executor = self._thread_pool()
+            context = contextvars.copy_context()
+            call = functools.partial(context.run, task.fn, *args, **kwargs)
+        else:
+            executor = self._process_pool()
+            call = functools.partial(
+                _call_in_process, task.fn.__module__, task.fn.__qualname__, args, kwargs
+            )
+        future = event_loop.run_in_executor(executor, call)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            if task.executor == "thread":
+                logger.warning(
+                    "Task %r stopped waiting for its thread, which cannot be interrupted and "
+                    "runs on until the function returns.",
+                    task.name,
+                )
+            raise
+
+    def _failed(
+        self, task: Task[Any, Any], record: JobRecord, error: str, trace: str | None
+    ) -> Outcome:
+        if record.attempts < record.max_attempts:
+            delay = task.retry_delay(record.attempts)
+            self.counts["retried"] += 1
+            logger.warning(
+                "Job %s of task %r failed (attempt %d of %d): %s; retrying in %.1f s.",
+                record.id,
+                task.name,
+                record.attempts,
+                record.max_attempts,
+                error,
+                delay.total_seconds(),
+            )
+            return Outcome.retry(datetime.now(UTC) + delay, error, trace)
+        self.counts["failed"] += 1
+        logger.error(
+            "Job %s of task %r failed on its last attempt (%d of %d): %s\n%s",
+            record.id,
+            task.name,
+            record.attempts,
+            record.max_attempts,
+            error,
+            trace or "",
+        )
+        return Outcome.failure(error, trace)
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self._threads_size, "underway-job")
+        return self._threads
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        if self._processes is None:
+            self._processes = ProcessPoolExecutor(self._processes_size)
+        return self._processes
+
+    async def _report_progress(self, lease: Lease, fraction: float, message: str | None) -> None:
+        if self._backend is not None:
+            try:
+                await self._backend.set_progress(lease, fraction, message)
+            except BackendError:
+                logger.warning(
+                    "Could not store the progress of job %s.", lease.job_id, exc_info=True
+                )
+
+    # -- background duties ----------------------------------------------------------------
+
+    async def _heartbeat_loop(self, backend: Backend) -> None:
+        interval = self.heartbeat.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                leases = [record.lease for record, _ in self._running.values()]
+                renewal = await backend.extend_leases(self.id, leases, self.lease)
+                for job_id in renewal.lost:
+                    self._interrupt(job_id, "lost")
+                for job_id in renewal.cancel_requested:
+                    self._interrupt(job_id, "cancel")
+                reaped = await backend.reap_expired()
+                if reaped:
+                    logger.warning(
+                        "Recovered %d job(s) whose worker stopped heartbeating: %s.",
+                        len(reaped),
+                        ", ".join(r.id for r in reaped[:10]),
+                    )
+            except BackendError:
+                logger.exception("Worker %s heartbeat failed; will retry.", self.id)
+
+    def _interrupt(self, job_id: str, why: str) -> None:
+        entry = self._running.get(job_id)
+        if entry is None or job_id in self._why_cancelled:
+            return
+        record, task = entry
+        if why == "lost":
+            logger.warning(
+                "Worker %s lost the lease of job %s of task %r; stopping it without "
+                "recording a result (it runs again elsewhere).",
+                self.id,
+                job_id,
+                record.task_name,
+            )
+        self._why_cancelled[job_id] = why
+        task.cancel()
+
+    async def _flush_loop(self, backend: Backend) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._flush(backend)
+
+    async def _flush(self, backend: Backend) -> None:
+        delay = 0.05
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                applied = await backend.release(self.id, batch)
+            except BackendError:
+                self._outbox[:0] = batch  # keep every outcome: nothing acknowledged is lost
+                logger.exception(
+                    "Worker %s could not record %d outcome(s); retrying in %.1f s.",
+                    self.id,
+                    len(batch),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for release, ok in zip(batch, applied, strict=True):
+                if not ok:
+                    logger.warning(
+                        "The outcome of job %s was not recorded: its lease was lost (it ran "
+                        "too long without a heartbeat); the job runs again.",
+                        release.lease.job_id,
+                    )
+
+    async def _guard(self, coro: Any, what: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Worker %s: %s failed and stopped.", self.id, what)
