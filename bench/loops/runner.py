@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         measure(args.system, args.scenario, args.iterations, args.interval, args.seed)
     )
     result["version"] = version_of(args.system)
+    result["module_file"] = sys.modules[
+        "underway" if args.system == "underway" else "discord"
+    ].__file__
     result["python"] = sys.version.split()[0]
     result["loadavg_1min_before"] = load_before
     json.dump(result, sys.stdout)

@@ -23,9 +23,11 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -98,8 +100,39 @@ def summarise(run: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def snapshot(ref: str, into: Path) -> Path:
+    """Copy ``src/underway`` as of ``ref`` (a git revision, or "worktree") under ``into``.
+
+    Every run imports underway from this copy, so that edits made to the working tree while
+    the benchmark runs (other people's, or an editor's) cannot change the code under test
+    halfway through. Returns the directory to put on ``PYTHONPATH``.
+    """
+    target = into / "src"
+    if ref == "worktree":
+        shutil.copytree(
+            ROOT / "src" / "underway",
+            target / "underway",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        return target
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "src/underway"],
+        capture_output=True,
+        cwd=ROOT,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return target
+
+
 def run_once(
-    python: str, system: str, scenario: str, iterations: int, interval: float, seed: int
+    python: str,
+    source: Path,
+    system: str,
+    scenario: str,
+    iterations: int,
+    interval: float,
+    seed: int,
 ) -> dict[str, Any]:
     """Run ``runner.py`` in a fresh interpreter and return its parsed result."""
     command = [
@@ -112,12 +145,15 @@ def run_once(
         f"--seed={seed}",
     ]
     timeout = 60 + iterations * interval * 5
+    env = {**os.environ, "PYTHONPATH": str(source)}
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+        command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False, env=env
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
+    if system == "underway" and not result["module_file"].startswith(str(source)):
+        raise RuntimeError(f"underway was imported from {result['module_file']}, not {source}.")
     return result
 
 
@@ -143,9 +179,9 @@ def git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def environment(python: str) -> dict[str, Any]:
+def environment(python: str, ref: str, source: Path) -> dict[str, Any]:
     """Describe the machine, the interpreter and the code under test."""
-    loop_source = ROOT / "src" / "underway" / "loop.py"
+    loop_source = source / "underway" / "loop.py"
     versions = subprocess.run(
         [
             python,
@@ -167,8 +203,9 @@ def environment(python: str) -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "perf_counter": str(time.get_clock_info("perf_counter")),
         "versions": json.loads(versions.stdout),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty_src": git("status", "--porcelain", "--", "src"),
+        "underway_source": ref,
+        "git_commit": git("rev-parse", "HEAD" if ref == "worktree" else ref),
+        "git_dirty_src": git("status", "--porcelain", "--", "src") if ref == "worktree" else "",
         "loop_py_sha256": hashlib.sha256(loop_source.read_bytes()).hexdigest(),
     }
 
@@ -244,8 +281,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- {env['nproc']} CPUs available (nproc), {env['cpu_model']}; {env['platform']}",
         f"- Python {env['python']} ({env['python_implementation']}), default asyncio event loop",
-        f"- underway {versions['underway']} at {env['git_commit'][:12]}"
-        + (" (src/ had uncommitted changes)" if env["git_dirty_src"] else "")
+        f"- underway {versions['underway']} at commit {env['git_commit'][:12]}"
+        + (" plus uncommitted changes to src/" if env["git_dirty_src"] else "")
         + f", loop.py sha256 {env['loop_py_sha256'][:12]}",
         f"- discord.py {versions['discord.py']} (aiohttp {versions['aiohttp']})",
         f"- run {env['date_utc']}, {report['wall_seconds']:.0f} s in all; "
@@ -287,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         help="table file (full mode default: bench/results/loops.md; quick mode: none)",
     )
     parser.add_argument("--python", default=sys.executable, help="interpreter for the runs")
+    parser.add_argument(
+        "--ref",
+        default="HEAD",
+        help='the git revision of underway to measure, or "worktree" for the working tree '
+        "as it is when the benchmark starts (default: HEAD)",
+    )
     args = parser.parse_args(argv)
     iterations = args.iterations or (100 if args.quick else 1000)
     repetitions = args.repetitions or (1 if args.quick else 7)
@@ -295,14 +338,39 @@ def main(argv: list[str] | None = None) -> int:
     if iterations < 2 or repetitions < 1:
         parser.error("--iterations must be at least 2 and --repetitions at least 1.")
 
-    env = environment(args.python)
+    with tempfile.TemporaryDirectory(prefix="underway-bench-") as tmp:
+        source = snapshot(args.ref, Path(tmp))
+        report = measure_all(
+            args.python, args.ref, source, iterations, repetitions, args.interval, args.quick
+        )
+    text = markdown(report)
+    print(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=1) + "\n")
+    if md_path is not None:
+        write_markdown(md_path, text)
+    return 0
+
+
+def measure_all(
+    python: str,
+    ref: str,
+    source: Path,
+    iterations: int,
+    repetitions: int,
+    interval: float,
+    quick: bool,
+) -> dict[str, Any]:
+    """Run every repetition of every scenario on every system; return the full report."""
+    env = environment(python, ref, source)
     began = time.perf_counter()
     runs: list[dict[str, Any]] = []
     for rep in range(repetitions):
         order = SYSTEMS if rep % 2 == 0 else SYSTEMS[::-1]
         for scenario in SCENARIOS:
             for system in order:
-                run = run_once(args.python, system, scenario, iterations, args.interval, rep)
+                run = run_once(python, source, system, scenario, iterations, interval, rep)
                 late = lateness_ms(run)
                 summary = summarise(run)
                 runs.append(
@@ -330,9 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "iterations": iterations,
             "repetitions": repetitions,
-            "interval_s": args.interval,
+            "interval_s": interval,
             "max_body_sleep_s": 0.008,
-            "quick": args.quick,
+            "quick": quick,
         },
         "environment": env,
         "wall_seconds": time.perf_counter() - began,
@@ -340,14 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "aggregate": aggregate(runs),
         "runs": runs,
     }
-    text = markdown(report)
-    print(text)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=1) + "\n")
-    if md_path is not None:
-        write_markdown(md_path, text)
-    return 0
+    return report
 
 
 if __name__ == "__main__":
