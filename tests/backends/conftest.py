@@ -14,7 +14,7 @@ from underway.backends.base import Backend
 START = datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc)
 
 #: The backends every contract test runs against. Later backends add their URL here.
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "sqlite"]
 
 
 class FakeClock:

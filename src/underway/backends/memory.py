@@ -20,10 +20,18 @@ from underway.backends.base import (
     check_acquire,
     check_paging,
     check_progress,
-    exhausted_reason,
     purge_statuses,
     reported_status,
     utc_now,
+)
+from underway.backends.transitions import (
+    acquired,
+    cancelled,
+    created,
+    killed,
+    reaped,
+    released,
+    requeued,
 )
 from underway.job import (
     ACTIVE_STATUSES,
@@ -101,20 +109,7 @@ class MemoryBackend(Backend):
         existing = self._active_unique(new.unique_key)
         if existing is not None:
             return self._report(existing, now)
-        scheduled_at = now if new.scheduled_at is None else new.scheduled_at
-        record = JobRecord(
-            id=new.id,
-            task_name=new.task_name,
-            queue=new.queue,
-            payload=new.payload,
-            status=JobStatus.SCHEDULED if scheduled_at > now else JobStatus.QUEUED,
-            priority=new.priority,
-            attempts=0,
-            max_attempts=new.max_attempts,
-            enqueued_at=now,
-            scheduled_at=scheduled_at,
-            unique_key=new.unique_key,
-        )
+        record = created(new, now)
         self._seq[record.id] = next(self._counter)
         return self._store(record)
 
@@ -145,25 +140,8 @@ class MemoryBackend(Backend):
             if job.status in _WAITING and job.queue in wanted and job.scheduled_at <= now
         ]
         due.sort(key=lambda j: (-j.priority, j.scheduled_at, self._seq[j.id]))
-        acquired = []
-        for job in due[:limit]:
-            acquired.append(
-                self._store(
-                    replace(
-                        job,
-                        status=JobStatus.RUNNING,
-                        attempts=job.attempts + 1,
-                        lease_token=job.lease_token + 1,
-                        lease_owner=worker_id,
-                        lease_expires_at=now + lease,
-                        started_at=now,
-                        progress=None,
-                        progress_message=None,
-                        cancel_requested=False,
-                    )
-                )
-            )
-        return acquired
+        expires_at = now + lease
+        return [self._store(acquired(job, worker_id, now, expires_at)) for job in due[:limit]]
 
     def _held(self, lease: Lease) -> JobRecord | None:
         job = self._jobs.get(lease.job_id)
@@ -199,7 +177,7 @@ class MemoryBackend(Backend):
             if job is None:
                 applied.append(False)
                 continue
-            self._store(_released(job, item, now))
+            self._store(released(job, item.outcome, now))
             applied.append(True)
             if item.outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REQUEUE):
                 self._wake()
@@ -208,15 +186,17 @@ class MemoryBackend(Backend):
     async def reap_expired(self) -> list[JobRecord]:
         """See :meth:`Backend.reap_expired`."""
         now = self.clock()
-        reaped = []
-        for job in list(self._jobs.values()):
-            expiry = job.lease_expires_at
-            if job.status is not JobStatus.RUNNING or expiry is None or expiry >= now:
-                continue
-            reaped.append(self._store(_reaped(job, now)))
-        if reaped:
+        expired = [
+            job
+            for job in self._jobs.values()
+            if job.status is JobStatus.RUNNING
+            and job.lease_expires_at is not None
+            and job.lease_expires_at < now
+        ]
+        records = [self._store(reaped(job, now)) for job in expired]
+        if records:
             self._wake()
-        return reaped
+        return records
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """See :meth:`Backend.wait_for_work`."""
@@ -330,10 +310,7 @@ class MemoryBackend(Backend):
         now = self.clock()
         if job is None:
             return None
-        if job.status in _WAITING:
-            job = self._store(replace(job, status=JobStatus.CANCELLED, finished_at=now))
-        elif job.status is JobStatus.RUNNING:
-            job = self._store(replace(job, cancel_requested=True))
+        job = self._store(cancelled(job, now))
         return self._report(job, now)
 
     async def mark_dead(self, job_id: str, reason: str) -> JobRecord | None:
@@ -342,17 +319,7 @@ class MemoryBackend(Backend):
         now = self.clock()
         if job is None:
             return None
-        if job.status in ACTIVE_STATUSES:
-            job = self._store(
-                replace(
-                    job,
-                    status=JobStatus.DEAD,
-                    dead_reason=reason,
-                    finished_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
+        job = self._store(killed(job, reason, now))
         return self._report(job, now)
 
     async def requeue(self, job_id: str) -> JobRecord | None:
@@ -363,7 +330,7 @@ class MemoryBackend(Backend):
             return None
         rerunnable = job.is_finished and job.status is not JobStatus.SUCCEEDED
         if rerunnable and self._active_unique(job.unique_key) is None:
-            job = self._store(_requeued(job, now))
+            job = self._store(requeued(job, now))
             self._wake()
         return self._report(job, now)
 
@@ -382,67 +349,3 @@ class MemoryBackend(Backend):
             del self._jobs[job_id]
             del self._seq[job_id]
         return len(doomed)
-
-
-def _released(job: JobRecord, item: Release, now: datetime) -> JobRecord:
-    outcome = item.outcome
-    job = replace(job, lease_owner=None, lease_expires_at=None)
-    kind = outcome.kind
-    if kind is OutcomeKind.SUCCESS:
-        return replace(job, status=JobStatus.SUCCEEDED, result=outcome.result, finished_at=now)
-    if kind is OutcomeKind.FAILURE:
-        failed = replace(job, error=outcome.error, traceback=outcome.traceback, finished_at=now)
-        if job.attempts >= job.max_attempts:
-            return replace(
-                failed,
-                status=JobStatus.DEAD,
-                dead_reason=exhausted_reason(job.attempts, "the task failed"),
-            )
-        return replace(failed, status=JobStatus.FAILED)
-    if kind is OutcomeKind.RETRY:
-        assert outcome.retry_at is not None  # guaranteed by Outcome.__post_init__
-        return replace(
-            job,
-            status=JobStatus.SCHEDULED if outcome.retry_at > now else JobStatus.QUEUED,
-            scheduled_at=outcome.retry_at,
-            error=outcome.error,
-            traceback=outcome.traceback,
-        )
-    if kind is OutcomeKind.CANCELLED:
-        return replace(job, status=JobStatus.CANCELLED, finished_at=now)
-    if kind is OutcomeKind.DEAD:
-        return replace(
-            job,
-            status=JobStatus.DEAD,
-            dead_reason=outcome.reason,
-            error=outcome.error,
-            traceback=outcome.traceback,
-            finished_at=now,
-        )
-    return replace(job, status=JobStatus.QUEUED, attempts=max(job.attempts - 1, 0))
-
-
-def _reaped(job: JobRecord, now: datetime) -> JobRecord:
-    job = replace(job, lease_owner=None, lease_expires_at=None)
-    if job.attempts >= job.max_attempts:
-        reason = exhausted_reason(job.attempts, "the lease expired (the worker stopped)")
-        return replace(job, status=JobStatus.DEAD, dead_reason=reason, finished_at=now)
-    return replace(job, status=JobStatus.QUEUED, scheduled_at=now)
-
-
-def _requeued(job: JobRecord, now: datetime) -> JobRecord:
-    return replace(
-        job,
-        status=JobStatus.QUEUED,
-        scheduled_at=now,
-        attempts=0,
-        result=None,
-        error=None,
-        traceback=None,
-        progress=None,
-        progress_message=None,
-        cancel_requested=False,
-        dead_reason=None,
-        started_at=None,
-        finished_at=None,
-    )
