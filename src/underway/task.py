@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import random
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 from underway.job import NewJob, as_timedelta
@@ -39,6 +41,23 @@ def _positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in params if p.kind in kinds)
+
+
+def _module_name(fn: Callable[..., Any]) -> str:
+    """The importable name of ``fn``'s module, also when it is defined in a script.
+
+    A function in ``python app.py`` lives in ``__main__``, but a worker imports ``app``;
+    naming the task after the file keeps the two in agreement.
+    """
+    module = getattr(fn, "__module__", None) or "__main__"
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    return Path(path).stem if path else module
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +119,7 @@ class Task(Generic[P, R]):
             )
         self.app = app
         self.fn = fn
-        self.name = name or f"{fn.__module__}.{fn.__qualname__}"
+        self.name = name or f"{_module_name(fn)}.{fn.__qualname__}"
         self.queue = queue
         self.retries = retries
         self.retry_backoff = as_timedelta(retry_backoff, "retry_backoff")
