@@ -56,6 +56,7 @@ from underway.job import (
     Lease,
     LeaseRenewal,
     NewJob,
+    OutcomeKind,
     Release,
     WorkerInfo,
 )
@@ -401,7 +402,18 @@ def _insert(conn: sqlite3.Connection, new: NewJob, now: datetime) -> JobRecord:
 
 
 def _enqueue(conn: sqlite3.Connection, jobs: list[NewJob], now: datetime) -> list[JobRecord]:
-    return [_insert(conn, new, now) for new in jobs]
+    if any(new.unique_key is not None for new in jobs):
+        return [_insert(conn, new, now) for new in jobs]
+    # Without unique keys there is nothing to look up: one executemany for the batch.
+    records = [created(new, now) for new in jobs]
+    try:
+        conn.executemany(Q["insert_job"], [schema.insert_params(r) for r in records])
+    except sqlite3.IntegrityError as exc:
+        raise ValueError(
+            "job ids must be unique; one of the batch's ids exists or repeats. "
+            "Leave NewJob.id to its default."
+        ) from exc
+    return records
 
 
 def _acquire(
@@ -463,8 +475,13 @@ def _extend(
 
 def _release(conn: sqlite3.Connection, releases: list[Release], now: datetime) -> list[bool]:
     applied = []
+    now_us = schema.to_us(now)
     for item in releases:
-        params = {"id": item.lease.job_id, "token": item.lease.token}
+        params: dict[str, Any] = {"id": item.lease.job_id, "token": item.lease.token}
+        if item.outcome.kind is OutcomeKind.SUCCESS:
+            params.update(result=item.outcome.result, now=now_us)
+            applied.append(conn.execute(Q["release_success"], params).rowcount == 1)
+            continue
         row = conn.execute(Q["held_job"], params).fetchone()
         if row is None:
             applied.append(False)

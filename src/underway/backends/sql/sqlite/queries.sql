@@ -48,6 +48,13 @@ UPDATE jobs SET lease_expires_at = :expires_at
 WHERE id = :id AND lease_token = :token AND status = 'running'
 RETURNING id, cancel_requested;
 
+-- name: release_success
+-- The common outcome, in one statement; other outcomes go through update_job.
+UPDATE jobs
+SET status = 'succeeded', result = :result, finished_at = :now,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND status = 'running';
+
 -- name: expired_leases
 SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < :now;
 
