@@ -9,8 +9,7 @@ Every error that underway itself raises derives from one base::
     ├── DeserializationError  a stored payload cannot be decoded (also ValueError)
     └── BackendError          the job store failed or refused an operation
         ├── BackendUnavailableError  a backend's driver is not installed (also ImportError)
-        ├── CorruptRecordError       a stored job record cannot be read back
-        └── LeaseLostError           a worker acted on a job whose lease it no longer holds
+        └── CorruptRecordError       a stored job record cannot be read back
 
 Misuse of an API (a wrong type, a negative interval, an unknown time zone) raises the
 built-in ``TypeError`` or ``ValueError`` with a sentence that says what to pass instead;
@@ -25,7 +24,6 @@ __all__ = [
     "BackendUnavailableError",
     "CorruptRecordError",
     "DeserializationError",
-    "LeaseLostError",
     "LoopError",
     "PayloadTooLargeError",
     "SerializationError",
@@ -73,11 +71,3 @@ class BackendUnavailableError(BackendError, ImportError):
 
 class CorruptRecordError(BackendError):
     """A stored job record cannot be read back (a malformed row or hash)."""
-
-
-class LeaseLostError(BackendError):
-    """A worker acted on a job whose lease it no longer holds.
-
-    The lease expired and the job was reaped, or another worker acquired it since: the
-    fencing token the worker presented is not the job's current one.
-    """

@@ -614,3 +614,53 @@ def test_unknown_scheme_lists_the_supported_ones() -> None:
 def test_memory_url_takes_no_options() -> None:
     with pytest.raises(ValueError, match="no options"):
         backend_from_url("memory://?poll_interval=1")
+
+
+# -- edges ------------------------------------------------------------------------------------
+
+
+async def test_cancel_a_scheduled_job(backend: Backend) -> None:
+    job = await backend.enqueue(new(scheduled_at=START + timedelta(hours=1)))
+    cancelled = await backend.cancel(job.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+
+
+async def test_an_expired_lease_not_yet_reaped_can_be_extended(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.enqueue(new())
+    job = await acquire_one(backend)
+    clock.advance(45)
+    renewal = await backend.extend_leases("w1", [job.lease], LEASE)
+    assert renewal.lost == frozenset()
+    assert await backend.reap_expired() == []
+
+
+async def test_requeue_is_refused_while_the_unique_key_is_taken(backend: Backend) -> None:
+    first = await backend.enqueue(new(unique_key="k"))
+    await backend.cancel(first.id)
+    second = await backend.enqueue(new(unique_key="k"))
+    assert second.id != first.id
+    unchanged = await backend.requeue(first.id)
+    assert unchanged is not None
+    assert unchanged.status is JobStatus.CANCELLED
+    await backend.cancel(second.id)
+    requeued = await backend.requeue(first.id)
+    assert requeued is not None
+    assert requeued.status is JobStatus.QUEUED
+
+
+async def test_attempts_run_out_across_retries_and_a_lost_lease(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.enqueue(new(max_attempts=2))
+    job = await acquire_one(backend)
+    await backend.release("w1", [Release(job.lease, Outcome.retry(clock.now, "E: 1"))])
+    again = await acquire_one(backend)
+    assert again.attempts == 2
+    clock.advance(31)
+    (reaped,) = await backend.reap_expired()
+    assert reaped.status is JobStatus.DEAD
+    assert reaped.error == "E: 1"
+    assert await backend.acquire(Q, "w1", 1, LEASE) == []
