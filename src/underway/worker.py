@@ -22,7 +22,7 @@ import signal
 import socket
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,12 @@ UTC = timezone.utc
 
 DEFAULT_LEASE = 10.0
 DEFAULT_GRACE = 30.0
+#: How early the event loop may fire a timer (its clock resolution, generously).
+_CLOCK_SLACK = 0.001
+
+
+class _TimedOut(Exception):
+    """A run reached its task's time limit (unlike a TimeoutError the task raised)."""
 
 
 def _call_in_process(
@@ -119,6 +125,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
         self._started = asyncio.Event()
+        self._closing = False
         self._backend: Backend | None = None
 
     @staticmethod
@@ -194,9 +201,12 @@ class Worker:
                 helper.cancel()
             heartbeat, flusher = helpers[0], helpers[1]
             heartbeat.cancel()
-            self._outbox_ready.set()
             await asyncio.gather(*helpers[2:], heartbeat, return_exceptions=True)
-            flusher.cancel()
+            # Never cancel the flusher: cancelled in the middle of a release, it would drop
+            # the batch it holds (the write may not have started), and those jobs would stay
+            # running until their leases expired, then run again. Let it finish and return.
+            self._closing = True
+            self._outbox_ready.set()
             await asyncio.gather(flusher, return_exceptions=True)
             await self._flush(backend)
             try:
@@ -348,7 +358,7 @@ class Worker:
                 self.counts["handed back"] += 1
                 return Outcome.requeue()
             raise
-        except asyncio.TimeoutError:
+        except _TimedOut:
             error = (
                 f"TimeoutError: task {task.name!r} ran longer than its timeout of {task.timeout}"
             )
@@ -374,24 +384,36 @@ class Worker:
         return Outcome.success(data)
 
     async def _invoke(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-        timeout = None if task.timeout is None else task.timeout.total_seconds()
-        if task.executor == "async":
-            return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
         event_loop = asyncio.get_running_loop()
-        call: functools.partial[Any]
-        if task.executor == "thread":
-            executor: Executor = self._thread_pool()
-            context = contextvars.copy_context()
-            call = functools.partial(context.run, task.fn, *args, **kwargs)
+        awaitable: Awaitable[Any]
+        if task.executor == "async":
+            awaitable = task.fn(*args, **kwargs)
         else:
-            executor = self._process_pool()
-            call = functools.partial(
-                _call_in_process, task.fn.__module__, task.fn.__qualname__, args, kwargs
-            )
-        future = event_loop.run_in_executor(executor, call)
+            call: functools.partial[Any]
+            if task.executor == "thread":
+                executor: Executor = self._thread_pool()
+                context = contextvars.copy_context()
+                call = functools.partial(context.run, task.fn, *args, **kwargs)
+            else:
+                executor = self._process_pool()
+                call = functools.partial(
+                    _call_in_process, task.fn.__module__, task.fn.__qualname__, args, kwargs
+                )
+            awaitable = event_loop.run_in_executor(executor, call)
         try:
-            return await asyncio.wait_for(future, timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+            if task.timeout is None:
+                return await awaitable
+            limit = task.timeout.total_seconds()
+            deadline = event_loop.time() + limit
+            try:
+                return await asyncio.wait_for(awaitable, limit)
+            except asyncio.TimeoutError:
+                # wait_for raises the same TimeoutError the task itself may raise (a network
+                # call giving up); only one raised at the deadline is the time limit.
+                if event_loop.time() < deadline - _CLOCK_SLACK:
+                    raise
+                raise _TimedOut from None
+        except (_TimedOut, asyncio.CancelledError):
             if task.executor == "thread":
                 logger.warning(
                     "Task %r stopped waiting for its thread, which cannot be interrupted and "
@@ -415,7 +437,8 @@ class Worker:
                 error,
                 delay.total_seconds(),
             )
-            return Outcome.retry(datetime.now(UTC) + delay, error, trace)
+            now = self._backend.clock() if self._backend is not None else datetime.now(UTC)
+            return Outcome.retry(now + delay, error, trace)
         self.counts["failed"] += 1
         logger.error(
             "Job %s of task %r failed on its last attempt (%d of %d): %s\n%s",
@@ -487,7 +510,7 @@ class Worker:
         task.cancel()
 
     async def _flush_loop(self, backend: Backend) -> None:
-        while True:
+        while not self._closing:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             await self._flush(backend)
