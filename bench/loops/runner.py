@@ -25,7 +25,7 @@ from typing import Any
 
 Body = Callable[[], Coroutine[Any, Any, None]]
 
-SYSTEMS = ("underway", "discord")
+SYSTEMS = ("underway", "discord", "asyncio")
 SCENARIOS = ("fixed", "variable")
 #: The variable body sleeps a duration drawn uniformly from [0, MAX_BODY] seconds.
 MAX_BODY = 0.008
@@ -52,8 +52,37 @@ def make_body(stamps: list[float], durations: list[float]) -> Body:
     return body
 
 
+class PlainLoop:
+    """The baseline: a hand-written loop that sleeps until absolute targets on the loop clock.
+
+    Whatever lateness this shows comes from the event loop itself (on Linux, asyncio waits
+    in ``epoll_wait``, whose timeout is rounded up to whole milliseconds), not from a library.
+    """
+
+    def __init__(self, body: Body, interval: float, iterations: int) -> None:
+        self.body = body
+        self.interval = interval
+        self.iterations = iterations
+
+    async def run(self) -> None:
+        """Run the body ``iterations`` times, at ``start + k * interval``."""
+        clock = asyncio.get_running_loop().time
+        start = clock()
+        for k in range(self.iterations):
+            delay = start + k * self.interval - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.body()
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the loop in a task."""
+        return asyncio.get_running_loop().create_task(self.run())
+
+
 def make_loop(system: str, body: Body, interval: float, iterations: int) -> Any:
     """Wrap ``body`` in ``system``'s loop decorator (not started yet)."""
+    if system == "asyncio":
+        return PlainLoop(body, interval, iterations)
     if system == "underway":
         import underway
 
@@ -99,6 +128,8 @@ async def measure(
 
 def version_of(system: str) -> str:
     """Return the installed version of the system under test."""
+    if system == "asyncio":
+        return sys.version.split()[0]
     return importlib.metadata.version("underway" if system == "underway" else "discord.py")
 
 
@@ -114,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.system == "discord":
         # Import before timing so that its cost is not charged to the first iteration.
         importlib.import_module("discord.ext.tasks")
-    else:
+    elif args.system == "underway":
         importlib.import_module("underway")
     load_before = os.getloadavg()[0]
     result = asyncio.run(
@@ -122,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["version"] = version_of(args.system)
     result["module_file"] = sys.modules[
-        "underway" if args.system == "underway" else "discord"
+        {"underway": "underway", "discord": "discord", "asyncio": "asyncio"}[args.system]
     ].__file__
     result["python"] = sys.version.split()[0]
     result["loadavg_1min_before"] = load_before

@@ -5,12 +5,14 @@ Usage (from the repository root; ``bench/loops/run.sh`` sets up the venv and cal
     python bench/loops/timing.py            # 1,000 iterations, 7 repetitions; writes results
     python bench/loops/timing.py --quick    # 100 iterations, 1 repetition; prints only
 
-Each run is a fresh subprocess (``runner.py``) so the two systems never share an event
-loop. Runs are interleaved round-robin: every repetition runs each scenario on each system
-before the next repetition starts, alternating which system goes first.
+Besides the two libraries, a plain asyncio loop (sleep until ``start + k * interval``) is
+measured as a baseline: the lateness that the event loop itself adds. Each run is a fresh
+subprocess (``runner.py``), so no two systems share an event loop. Runs are interleaved
+round-robin: every repetition runs each scenario on each system before the next repetition
+starts, rotating which system goes first.
 
 For every run, iteration ``k``'s ideal start is ``t0 + k * interval``, where ``t0`` is the
-instant the body first ran (both systems run the first iteration at once); its lateness is
+instant the body first ran (every system runs the first iteration at once); its lateness is
 the actual start minus that. Drift is the lateness of the last iteration, which is also
 its elapsed time since ``t0`` minus ``(n - 1) * interval``.
 """
@@ -37,8 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RUNNER = HERE / "runner.py"
-SYSTEMS = ("underway", "discord")
-LABELS = {"underway": "underway.loop", "discord": "discord.ext.tasks"}
+SYSTEMS = ("underway", "discord", "asyncio")
 SCENARIOS = ("fixed", "variable")
 SCENARIO_TITLES = {
     "fixed": "Empty body",
@@ -257,22 +258,25 @@ def markdown(report: dict[str, Any]) -> str:
         "t0 + k × interval, t0 being the first iteration's start; p50/p99/max/min are over "
         f"iterations 2–{cfg['iterations']:,}. Drift is the lateness of the last iteration "
         "(= elapsed since t0 minus (n − 1) × interval). Ratio = underway / discord "
-        "(medians; below 1 means underway is closer to the ideal).",
+        "(medians; below 1 means underway is closer to the ideal). The last column is a "
+        "baseline, not a library: a hand-written loop that awaits asyncio.sleep until "
+        "start + k × interval on the event loop's clock; its lateness is the event loop's own.",
         "",
     ]
     for scenario, systems in report["aggregate"].items():
         lines += [
             f"### {SCENARIO_TITLES[scenario]}",
             "",
-            "| metric (ms) | underway.loop | discord.ext.tasks | ratio |",
-            "|---|---|---|---|",
+            "| metric (ms) | underway.loop | discord.ext.tasks | ratio | plain asyncio |",
+            "|---|---|---|---|---|",
         ]
         for metric in METRICS:
             ours = systems["underway"][metric.key]
             theirs = systems["discord"][metric.key]
             lines.append(
                 f"| {metric.title} | {cell(ours)} | {cell(theirs)} | "
-                f"{ratio(ours['median'], theirs['median'])} |"
+                f"{ratio(ours['median'], theirs['median'])} | "
+                f"{cell(systems['asyncio'][metric.key])} |"
             )
         lines.append("")
     versions = env["versions"]
@@ -367,7 +371,8 @@ def measure_all(
     began = time.perf_counter()
     runs: list[dict[str, Any]] = []
     for rep in range(repetitions):
-        order = SYSTEMS if rep % 2 == 0 else SYSTEMS[::-1]
+        shift = rep % len(SYSTEMS)
+        order = SYSTEMS[shift:] + SYSTEMS[:shift]
         for scenario in SCENARIOS:
             for system in order:
                 run = run_once(python, source, system, scenario, iterations, interval, rep)
