@@ -73,6 +73,9 @@ class Underway:
         self._backends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Backend] = (
             weakref.WeakKeyDictionary()
         )
+        self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._portal: _Portal | None = None
 
     def __repr__(self) -> str:
@@ -84,15 +87,22 @@ class Underway:
         """Return this event loop's connection to the store, opening it on first use."""
         event_loop = asyncio.get_running_loop()
         backend = self._backends.get(event_loop)
-        if backend is None:
-            if self.url.startswith("memory:"):
-                if self._shared is None:
-                    self._shared = backend_from_url(self.url)
-                backend = self._shared
-            else:
-                backend = backend_from_url(self.url)
-            self._backends[event_loop] = backend
-            await backend.open()
+        if backend is not None:
+            return backend
+        # Concurrent first uses (gather of enqueues) must wait for one open, not use a
+        # connection another coroutine is still opening.
+        lock = self._opening.setdefault(event_loop, asyncio.Lock())
+        async with lock:
+            backend = self._backends.get(event_loop)
+            if backend is None:
+                if self.url.startswith("memory:"):
+                    if self._shared is None:
+                        self._shared = backend_from_url(self.url)
+                    backend = self._shared
+                else:
+                    backend = backend_from_url(self.url)
+                await backend.open()
+                self._backends[event_loop] = backend
         return backend
 
     async def open(self) -> None:
