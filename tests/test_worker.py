@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.queue_apps import cpu
-from tests.queue_apps.harness import KINDS, backend_url, running, sql, wait_until
+from tests.queue_apps.harness import (
+    KINDS,
+    WorkerProcess,
+    backend_url,
+    read_lines,
+    running,
+    sql,
+    wait_until,
+)
 from underway import JobFailed, JobStatus, Underway
 from underway.job import NewJob
 
@@ -458,6 +468,47 @@ async def test_kill_hands_running_jobs_back_at_once(uw: Underway) -> None:
     assert await status_of(uw, job.id) is JobStatus.QUEUED
 
 
+async def test_a_thread_left_running_is_reported_as_abandoned(uw: Underway) -> None:
+    gate = threading.Event()
+
+    @uw.task(timeout=0.1, retries=0)
+    def stuck() -> None:
+        gate.wait(10)
+
+    job = await stuck.enqueue()
+    worker = uw.worker(poll=0.05)
+    run = asyncio.create_task(worker.run())
+    with pytest.raises(JobFailed, match="ran longer than its timeout"):
+        await job.result(timeout=5)
+    worker.stop()
+    await asyncio.wait_for(run, 5)
+    assert worker.abandoned == 1  # the CLI exits without waiting for it
+    gate.set()
+    await wait_until(lambda: worker.abandoned == 0, what="the thread to return")
+
+
+async def test_kill_stops_the_processes_of_handed_back_process_tasks(uw: Underway) -> None:
+    nap = uw.task(process=True)(cpu.sleep_and_report)
+    job = await nap.enqueue(30)
+    worker = uw.worker(poll=0.05, processes=1)
+    run = asyncio.create_task(worker.run())
+    await wait_until(lambda: worker.abandoned == 1, timeout=10, what="the call to start")
+    assert worker._processes is not None
+    (pid,) = list(worker._processes._processes)
+    worker.kill()
+    await asyncio.wait_for(run, 5)
+    assert await status_of(uw, job.id) is JobStatus.QUEUED
+    await wait_until(lambda: not _alive(pid), timeout=5, what="the pool process to stop")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return waited == 0
+
+
 async def test_a_worker_is_registered_while_it_runs(uw: Underway) -> None:
     backend = await uw.backend()
     async with running(uw, concurrency=2) as worker:
@@ -486,3 +537,101 @@ async def test_an_expired_lease_is_reaped_and_the_job_runs_again(uw: Underway) -
     await job.refresh()
     assert job.attempts == 2
     assert job.record.lease_token == 2
+
+
+# -- a real worker process and signals ------------------------------------------------------
+
+
+class _Env:
+    """A SQLite store, an execution log and an output file for worker subprocesses."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.url = backend_url("sqlite", tmp_path)
+        self.log = tmp_path / "executions.log"
+        self.output = tmp_path / "worker.out"
+        self.app = Underway(self.url)
+
+    def worker(self, *options: str) -> WorkerProcess:
+        return WorkerProcess.worker(
+            "tests.queue_apps.basic:uw", *options, url=self.url, log=self.log, output=self.output
+        )
+
+    def events(self, event: str, job_id: str) -> list[str]:
+        return [line for line in read_lines(self.log) if line.split()[:2] == [event, job_id]]
+
+    def status(self, job_id: str) -> tuple[str, int]:
+        ((status, attempts),) = sql(
+            self.url, "SELECT status, attempts FROM jobs WHERE id = ?", (job_id,)
+        )
+        return status, attempts
+
+
+async def _enqueue(env: _Env, task: str, *args: object) -> str:
+    """Enqueue a task of tests.queue_apps.basic by name, as a producer would."""
+    payload = orjson.dumps({"args": list(args), "kwargs": {}})
+    backend = await env.app.backend()
+    record = await backend.enqueue(
+        NewJob(f"tests.queue_apps.basic.{task}", payload, max_attempts=4)
+    )
+    return record.id
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "it") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.02)
+
+
+async def test_sigterm_lets_a_running_job_finish_within_the_grace(tmp_path: Path) -> None:
+    env = _Env(tmp_path)
+    with env.worker("--grace", "5", "--lease", "2") as worker:
+        job_id = await _enqueue(env, "nap", 0.6)
+        _wait(lambda: bool(env.events("start", job_id)), what="the job to start")
+        began = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+    assert time.monotonic() - began < 4
+    assert env.status(job_id) == ("succeeded", 1)
+    assert len(env.events("end", job_id)) == 1
+    assert "Received SIGTERM: taking no new jobs" in worker.output()
+    await env.app.close()
+
+
+async def test_a_job_past_the_grace_is_handed_back_and_runs_again(tmp_path: Path) -> None:
+    env = _Env(tmp_path)
+    with env.worker("--grace", "0.3", "--lease", "2") as worker:
+        job_id = await _enqueue(env, "nap_once", 30, 0.1)
+        _wait(lambda: bool(env.events("start", job_id)), what="the job to start")
+        began = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+        assert time.monotonic() - began < 4
+    assert env.status(job_id) == ("queued", 0)
+    assert env.events("end", job_id) == []
+    assert "Handing 1 unfinished job(s) back to the queue" in worker.output()
+    with env.worker("--lease", "2") as again:
+        _wait(lambda: env.status(job_id)[0] == "succeeded", what="the second run")
+        again.signal(signal.SIGTERM)
+        assert again.wait() == 0
+    assert len(env.events("start", job_id)) == 2
+    assert len(env.events("end", job_id)) == 1
+    await env.app.close()
+
+
+@pytest.mark.parametrize("task", ["nap", "sync_nap"])
+async def test_a_second_sigterm_exits_at_once(tmp_path: Path, task: str) -> None:
+    env = _Env(tmp_path)
+    with env.worker("--grace", "30", "--lease", "2") as worker:
+        job_id = await _enqueue(env, task, 20)
+        _wait(lambda: bool(env.events("start", job_id)), what="the job to start")
+        worker.signal(signal.SIGTERM)
+        worker.wait_for("Send it again to stop at once")
+        began = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=5) == 0
+        assert time.monotonic() - began < 2
+    assert env.status(job_id) == ("queued", 0)  # handed back, not lost
+    assert env.events("end", job_id) == []
+    await env.app.close()

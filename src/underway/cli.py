@@ -22,6 +22,7 @@ from underway import runner
 from underway.app import Underway
 from underway.backends.base import Backend
 from underway.job import JobRecord, JobStatus
+from underway.worker import Worker
 
 T = TypeVar("T")
 UTC = timezone.utc
@@ -228,19 +229,32 @@ def worker(
     app = load_app(app_path)
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
 
-    async def go() -> None:
+    async def go() -> Worker:
         try:
-            await app.worker(
+            running = app.worker(
                 queues=chosen,
                 concurrency=concurrency,
                 lease=lease,
                 grace=grace,
                 schedules=not no_schedules,
-            ).run(handle_signals=True)
+            )
+            await running.run(handle_signals=True)
+            return running
         finally:
             await app.close()
 
-    asyncio.run(go())
+    stopped = asyncio.run(go())
+    if stopped.abandoned:
+        # Python would wait for those threads before exiting, however long they run; their
+        # jobs were already handed back or recorded, so nothing is lost by not waiting.
+        logging.getLogger("underway.worker").warning(
+            "Exiting without waiting for %d task function(s) still running in threads.",
+            stopped.abandoned,
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @main.group()

@@ -12,6 +12,7 @@ with ``process=True`` in a process pool.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import importlib
@@ -50,6 +51,17 @@ _CLOCK_SLACK = 0.001
 
 class _TimedOut(Exception):
     """A run reached its task's time limit (unlike a TimeoutError the task raised)."""
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a process pool's processes now, abandoning the calls they run."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        process.terminate()
 
 
 def _call_in_process(
@@ -126,6 +138,7 @@ class Worker:
         self._forced = asyncio.Event()
         self._started = asyncio.Event()
         self._closing = False
+        self._calls: set[concurrent.futures.Future[Any]] = set()
         self._backend: Backend | None = None
 
     @staticmethod
@@ -152,6 +165,17 @@ class Worker:
     def in_flight(self) -> int:
         """How many jobs this worker is running now."""
         return len(self._running)
+
+    @property
+    def abandoned(self) -> int:
+        """How many task functions still run in threads or processes for nothing.
+
+        A plain function cannot be interrupted: when its job times out, is cancelled or is
+        handed back at shutdown, its thread runs on until the function returns. Python
+        waits for such threads before it exits, so the ``underway worker`` command exits
+        without waiting when this is not zero after :meth:`run` has returned.
+        """
+        return sum(1 for future in list(self._calls) if not future.done())
 
     async def run(self, *, handle_signals: bool = False) -> None:
         """Run until :meth:`stop` (or, with ``handle_signals``, SIGINT/SIGTERM).
@@ -218,6 +242,8 @@ class Worker:
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
             if self._processes is not None:
+                if self.abandoned:
+                    _terminate_workers(self._processes)  # their jobs were handed back
                 self._processes.shutdown(wait=False, cancel_futures=True)
             logger.info("Worker %s stopped: %s.", self.id, dict(self.counts) or "no jobs")
 
@@ -399,7 +425,7 @@ class Worker:
                 call = functools.partial(
                     _call_in_process, task.fn.__module__, task.fn.__qualname__, args, kwargs
                 )
-            awaitable = event_loop.run_in_executor(executor, call)
+            awaitable = self._submit(executor, call)
         try:
             if task.timeout is None:
                 return await awaitable
@@ -450,6 +476,12 @@ class Worker:
             trace or "",
         )
         return Outcome.failure(error, trace)
+
+    def _submit(self, executor: Executor, call: functools.partial[Any]) -> asyncio.Future[Any]:
+        future = executor.submit(call)
+        self._calls.add(future)
+        future.add_done_callback(self._calls.discard)
+        return asyncio.wrap_future(future)
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         if self._threads is None:

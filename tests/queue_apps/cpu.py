@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 
 def sum_of_squares(n: int) -> dict[str, int]:
@@ -13,3 +14,9 @@ def sum_of_squares(n: int) -> dict[str, int]:
 def fail_in_process(message: str) -> None:
     """Raise inside the pool process."""
     raise ValueError(message)
+
+
+def sleep_and_report(seconds: float) -> int:
+    """Occupy a pool process for a while."""
+    time.sleep(seconds)
+    return os.getpid()

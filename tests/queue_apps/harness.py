@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from underway import Underway, Worker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The stores every parametrized queue test runs against.
 KINDS = ["memory", "sqlite"]
@@ -101,3 +106,92 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
             return [line.rstrip("\n") for line in f if line.strip()]
     except FileNotFoundError:
         return []
+
+
+class WorkerProcess:
+    """``underway worker APP`` (or any ``underway`` command) in a child process.
+
+    Its output goes to a file rather than a pipe, so that a chatty child never blocks on a
+    full pipe while the test is busy elsewhere.
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        url: str,
+        log: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "UNDERWAY_URL": url,
+            "UNDERWAY_TEST_LOG": os.fspath(log),
+            **(extra_env or {}),
+        }
+        self.output_path = Path(output)
+        with open(self.output_path, "ab") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "underway", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+
+    @classmethod
+    def worker(
+        cls,
+        app: str,
+        *options: str,
+        url: str,
+        log: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+    ) -> WorkerProcess:
+        """Start ``underway worker APP OPTIONS`` and wait until it takes jobs."""
+        child = cls("worker", app, *options, url=url, log=log, output=output)
+        child.wait_for("started: queues")
+        return child
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 15.0, count: int = 1) -> None:
+        """Wait until the output holds ``text`` (``count`` times); fail if the child exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.output().count(text) >= count:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.process.kill()
+        self.process.wait()
+        raise AssertionError(f"never saw {text!r}; output was:\n{self.output()}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed."""
+        self.process.kill()
+        self.process.wait()
+
+    def wait(self, timeout: float = 15.0) -> int:
+        """Wait for the child to exit; return its status (fail if it does not exit)."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"the child did not exit within {timeout} s; output:\n{self.output()}"
+            ) from None
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.kill()
