@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from datetime import time as dt_time
 from typing import TYPE_CHECKING, Literal
 
@@ -112,6 +112,18 @@ class Schedule:
         """The ticks to claim now, after ``last``, by the misfire policy (oldest first)."""
         if last is None:
             return []
+        trigger = self.trigger
+        if isinstance(trigger, IntervalTrigger):
+            # Computed, not searched: a search stops after _SEARCH_LIMIT ticks, so after a
+            # long outage of a fast schedule "once" claimed a tick far behind now and then,
+            # one search later, another (several catch-up jobs instead of one). timedelta
+            # arithmetic is exact, so these instants equal the next_after() chain.
+            step = timedelta(seconds=trigger.seconds)
+            missed_count = (now - last) // step
+            if missed_count < 1 or self.misfire == "skip":
+                return []
+            keep = 1 if self.misfire == "once" else min(missed_count, MAX_MISSED)
+            return [last + step * n for n in range(missed_count - keep + 1, missed_count + 1)]
         missed: list[datetime] = []
         tick = self.trigger.next_after(last)
         for _ in range(_SEARCH_LIMIT):
