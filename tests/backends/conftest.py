@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends.postgres_support import postgres_url
 from underway.backends import backend_from_url
 from underway.backends.base import Backend
 
 START = datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc)
 
 #: The backends every contract test runs against. Later backends add their URL here.
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgresql"]
 
 
 class FakeClock:
@@ -42,6 +43,8 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.db'}?poll_interval=0.02"
+    if kind == "postgresql":
+        return postgres_url(request, poll_interval="0.02")
     raise AssertionError(f"no URL for backend {kind!r}")
 
 

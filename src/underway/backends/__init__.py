@@ -11,6 +11,10 @@ URLs:
   the embedded default. Query options: ``busy_timeout`` (seconds, default 5) and
   ``poll_interval`` (seconds, default 0.2; how often idle workers look for jobs enqueued by
   other processes).
+* ``postgresql://user:password@host:5432/dbname`` (or ``postgres://``): workers on many
+  machines; needs ``pip install 'underway[postgres]'``. Query options: ``schema`` (default
+  ``underway``), ``pool_size`` (default 10), ``poll_interval`` (seconds, default 0.5) and
+  ``connect_timeout`` (seconds, default 5); other parameters go to asyncpg.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class _Entry:
 _BACKENDS: dict[str, _Entry] = {
     "memory": _Entry("underway.backends.memory", "MemoryBackend", None),
     "sqlite": _Entry("underway.backends.sqlite", "SQLiteBackend", None),
+    "postgresql": _Entry("underway.backends.postgres", "PostgresBackend", "postgres"),
+    "postgres": _Entry("underway.backends.postgres", "PostgresBackend", "postgres"),
 }
 
 #: The URL schemes :func:`backend_from_url` understands.
