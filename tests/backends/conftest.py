@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.backends.postgres_support import postgres_url
+from tests.backends.redis_support import redis_url
 from underway.backends import backend_from_url
 from underway.backends.base import Backend
 
 START = datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc)
 
 #: The backends every contract test runs against. Later backends add their URL here.
-BACKENDS = ["memory", "sqlite", "postgresql"]
+BACKENDS = ["memory", "sqlite", "postgresql", "redis"]
 
 
 class FakeClock:
@@ -45,6 +46,8 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'jobs.db'}?poll_interval=0.02"
     if kind == "postgresql":
         return postgres_url(request, poll_interval="0.02")
+    if kind == "redis":
+        return redis_url(request)
     raise AssertionError(f"no URL for backend {kind!r}")
 
 

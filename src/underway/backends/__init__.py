@@ -15,6 +15,10 @@ URLs:
   machines; needs ``pip install 'underway[postgres]'``. Query options: ``schema`` (default
   ``underway``), ``pool_size`` (default 10), ``poll_interval`` (seconds, default 0.5) and
   ``connect_timeout`` (seconds, default 5); other parameters go to asyncpg.
+* ``redis://[user:password@]host[:port][/db]`` (or ``rediss://`` for TLS): workers on many
+  machines; needs ``pip install 'underway[redis]'``. Query options: ``prefix`` (of every
+  key, default ``underway``), ``retry_for`` (seconds of retrying while the server is
+  unreachable, default 5), and redis-py's ``socket_timeout``, ``ssl_*`` and a few more.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ _BACKENDS: dict[str, _Entry] = {
     "sqlite": _Entry("underway.backends.sqlite", "SQLiteBackend", None),
     "postgresql": _Entry("underway.backends.postgres", "PostgresBackend", "postgres"),
     "postgres": _Entry("underway.backends.postgres", "PostgresBackend", "postgres"),
+    "redis": _Entry("underway.backends.redis", "RedisBackend", "redis"),
+    "rediss": _Entry("underway.backends.redis", "RedisBackend", "redis"),
 }
 
 #: The URL schemes :func:`backend_from_url` understands.

@@ -1,0 +1,140 @@
+-- Lease up to `limit` due jobs of the given queues to a worker.
+-- ARGV: prefix, now, expires, worker, limit, nonce, queue...
+-- Returns the leased jobs' records (HGETALL arrays), in the order they were chosen.
+local now, expires, worker, limit, nonce = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local PROMOTE = 1000
+local running = P .. ':running'
+local record_key = P .. ':acquired:' .. worker
+local out = {}
+
+-- A retry of this call after a lost reply gets the jobs it leased, with a fresh expiry.
+local last = redis.call('GET', record_key)
+if last then
+  local done = cjson.decode(last)
+  if done[1] == nonce then
+    for i, id in ipairs(done[2]) do
+      local key = job_key(id)
+      local f = redis.call('HMGET', key, 'status', 'lease_token', 'lease_owner')
+      if f[1] == 'running' and f[2] == done[3][i] and f[3] == worker then
+        redis.call('HSET', key, 'lease_expires_at', expires)
+        redis.call('ZADD', running, expires, id)
+        out[#out + 1] = redis.call('HGETALL', key)
+      end
+    end
+    return out
+  end
+end
+
+local queues = {}
+for i = 7, #ARGV do
+  queues[#queues + 1] = ARGV[i]
+end
+
+-- Scheduled jobs that came due join their queue's due set, ordered by their scheduled_at.
+for _, q in ipairs(queues) do
+  local skey = P .. ':scheduled:' .. q
+  local ids = redis.call('ZRANGEBYSCORE', skey, '-inf', now, 'LIMIT', 0, PROMOTE)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', skey, id)
+    local f = redis.call('HMGET', job_key(id), 'status', 'priority', 'scheduled_at', 'seq')
+    if f[1] == 'scheduled' and tonumber(f[2]) and tonumber(f[3]) and tonumber(f[4]) then
+      due_add(q, f[2], f[3], f[4], id)
+    end
+  end
+end
+
+local NUMERIC = { 'attempts', 'max_attempts', 'lease_token', 'priority', 'enqueued_at',
+  'scheduled_at' }
+
+-- A record that cannot be decoded goes to dead with the reason, and is not returned.
+local function bury(id, key, q, reason)
+  redis.call('HSET', key, 'status', 'dead', 'dead_reason', 'malformed record: ' .. reason,
+    'finished_at', now)
+  redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
+  finish(id, q, 'dead', redis.call('HGET', key, 'unique_key'), now)
+end
+
+local taken_ids, taken_tokens = {}, {}
+
+local function take(id, q)
+  local key = job_key(id)
+  local f = redis.call('HMGET', key, 'status', 'task_name', 'queue', unpack(NUMERIC))
+  local status = f[1]
+  if status ~= 'queued' and status ~= 'scheduled' then
+    return -- a stale entry: the job was purged, or changed by an operator
+  end
+  if not f[2] or not f[3] then
+    return bury(id, key, q, 'the task_name or queue field is missing')
+  end
+  for i, name in ipairs(NUMERIC) do
+    if not tonumber(f[3 + i]) then
+      return bury(id, key, q, 'the ' .. name .. ' field is missing or not a number')
+    end
+  end
+  if redis.call('HEXISTS', key, 'payload') == 0 then
+    return bury(id, key, q, 'the payload field is missing')
+  end
+  local token = int(tonumber(f[6]) + 1)
+  redis.call('HSET', key, 'status', 'running', 'attempts', int(tonumber(f[4]) + 1),
+    'lease_token', token, 'lease_owner', worker, 'lease_expires_at', expires,
+    'started_at', now)
+  redis.call('HDEL', key, 'progress', 'progress_message', 'cancel_requested')
+  redis.call('ZADD', running, expires, id)
+  out[#out + 1] = redis.call('HGETALL', key)
+  taken_ids[#taken_ids + 1] = id
+  taken_tokens[#taken_tokens + 1] = token
+end
+
+-- The next `need` due members across the queues, best first: {member, queue} pairs.
+local function pick(need)
+  if #queues == 1 then
+    local q = queues[1]
+    local popped = redis.call('ZPOPMIN', P .. ':queue:' .. q, need)
+    local picked = {}
+    for i = 1, #popped, 2 do
+      picked[#picked + 1] = { popped[i], q }
+    end
+    return picked
+  end
+  local candidates = {}
+  for _, q in ipairs(queues) do
+    local top = redis.call('ZRANGE', P .. ':queue:' .. q, 0, need - 1, 'WITHSCORES')
+    for i = 1, #top, 2 do
+      candidates[#candidates + 1] = { tonumber(top[i + 1]), top[i], q }
+    end
+  end
+  table.sort(candidates, function(a, b)
+    if a[1] ~= b[1] then
+      return a[1] < b[1]
+    end
+    return a[2] < b[2]
+  end)
+  local picked = {}
+  for i = 1, math.min(need, #candidates) do
+    local c = candidates[i]
+    redis.call('ZREM', P .. ':queue:' .. c[3], c[2])
+    picked[#picked + 1] = { c[2], c[3] }
+  end
+  return picked
+end
+
+while #out < limit do
+  local picked = pick(limit - #out)
+  if #picked == 0 then
+    break
+  end
+  for _, entry in ipairs(picked) do
+    take(string.sub(entry[1], 33), entry[2])
+  end
+end
+
+if #out > 0 then
+  redis.call('SET', record_key, cjson.encode({ nonce, taken_ids, taken_tokens }))
+end
+-- Promoted jobs this worker left behind may be due for others who are waiting.
+for q, yes in pairs(wake) do
+  if yes and redis.call('EXISTS', P .. ':queue:' .. q) == 1 then
+    redis.call('PUBLISH', P .. ':wake', q)
+  end
+end
+return out

@@ -1,0 +1,153 @@
+-- Helpers prepended to every script of the Redis backend (see redis.py for the key layout).
+-- ARGV[1] is always the key prefix. Timestamps are integer microseconds since the epoch and
+-- travel as strings: Lua formats large numbers with 14 digits, so they are never rebuilt
+-- from a Lua number except through string.format('%d').
+local P = ARGV[1]
+local wake = {}
+
+local function job_key(id)
+  return P .. ':job:' .. id
+end
+
+-- Optional strings travel as '' (none) or '=' .. value.
+local function opt(v)
+  if v == '' then
+    return nil
+  end
+  return string.sub(v, 2)
+end
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function put(key, field, value)
+  if value then
+    redis.call('HSET', key, field, value)
+  else
+    redis.call('HDEL', key, field)
+  end
+end
+
+-- A due job's member: equal scores (-priority) sort by member, so by scheduled_at, then seq.
+local function due_member(sa, seq, id)
+  local at = tonumber(sa)
+  if at < 0 then
+    at = 0
+  end
+  return string.format('%016d%016d', at, tonumber(seq)) .. id
+end
+
+-- Workers waiting on a queue saw its due set empty; tell them when it stops being empty.
+local function due_add(q, priority, sa, seq, id)
+  local key = P .. ':queue:' .. q
+  if wake[q] == nil then
+    wake[q] = redis.call('EXISTS', key) == 0
+  end
+  redis.call('ZADD', key, int(-tonumber(priority)), due_member(sa, seq, id))
+end
+
+-- Waiting workers sleep until the earliest scheduled job; tell them of an earlier one.
+local function scheduled_add(q, sa, id)
+  local key = P .. ':scheduled:' .. q
+  if not wake[q] then
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] == nil or tonumber(sa) < tonumber(first[2]) then
+      wake[q] = true
+    end
+  end
+  redis.call('ZADD', key, sa, id)
+end
+
+local function unwait(id, q, sa, seq)
+  if sa and seq and tonumber(sa) and tonumber(seq) then
+    redis.call('ZREM', P .. ':queue:' .. q, due_member(sa, seq, id))
+  end
+  redis.call('ZREM', P .. ':scheduled:' .. q, id)
+end
+
+local function publish_wakes()
+  for q, yes in pairs(wake) do
+    if yes then
+      redis.call('PUBLISH', P .. ':wake', q)
+    end
+  end
+end
+
+local FINISHED = { succeeded = true, failed = true, cancelled = true, dead = true }
+local ACTIVE = { queued = true, scheduled = true, running = true }
+
+-- A job reached a final status: index it for purge and counts, and free its unique key.
+local function finish(id, q, status, unique_key, now)
+  redis.call('ZADD', P .. ':finished:' .. q .. ':' .. status, now, id)
+  if unique_key and redis.call('HGET', P .. ':unique', unique_key) == id then
+    redis.call('HDEL', P .. ':unique', unique_key)
+  end
+end
+
+local function exhausted(attempts, what)
+  local s = 's'
+  if attempts == 1 then
+    s = ''
+  end
+  return 'retries exhausted: ' .. what .. ' after ' .. int(attempts) .. ' attempt' .. s
+end
+
+-- A new job's fields are 8 ARGV entries from index i: id, task_name, queue, payload,
+-- priority, max_attempts, scheduled_at ('' for now) and unique_key (optional).
+local NEW_FIELDS = 8
+
+-- Refuse ids that exist, unless stored by this very call (a retry after a lost reply).
+-- Returns nil when the job is new, true when this call stored it already, or an error.
+local function check_new(i, nonce)
+  local id = ARGV[i]
+  local key = job_key(id)
+  if redis.call('EXISTS', key) == 0 then
+    return nil
+  end
+  if redis.call('HGET', key, 'enqueue_nonce') == nonce then
+    return true
+  end
+  return redis.error_reply('UNDERWAY_DUPLICATE_ID job ids must be unique; ' .. id ..
+    ' exists. Leave NewJob.id to its default.')
+end
+
+-- Store the new job at ARGV[i]; returns 0, or the active job holding its unique key.
+local function insert(i, now, nonce, seq)
+  local id, task, q, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local priority, max_attempts, sa = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local unique_key = opt(ARGV[i + 7])
+  if unique_key then
+    local other = redis.call('HGET', P .. ':unique', unique_key)
+    if other then
+      local other_key = job_key(other)
+      if ACTIVE[redis.call('HGET', other_key, 'status')] then
+        return redis.call('HGETALL', other_key)
+      end
+    end
+  end
+  if sa == '' then
+    sa = now
+  end
+  local status = 'queued'
+  if tonumber(sa) > tonumber(now) then
+    status = 'scheduled'
+  end
+  local key = job_key(id)
+  redis.call('HSET', key, 'id', id, 'task_name', task, 'queue', q, 'payload', payload,
+    'status', status, 'priority', priority, 'attempts', '0', 'max_attempts', max_attempts,
+    'enqueued_at', now, 'scheduled_at', sa, 'lease_token', '0', 'seq', seq,
+    'enqueue_nonce', nonce)
+  if unique_key then
+    redis.call('HSET', key, 'unique_key', unique_key)
+    redis.call('HSET', P .. ':unique', unique_key, id)
+  end
+  if status == 'queued' then
+    due_add(q, priority, sa, seq, id)
+  else
+    scheduled_add(q, sa, id)
+  end
+  redis.call('ZADD', P .. ':jobs', seq, id)
+  redis.call('SADD', P .. ':queues', q)
+  return 0
+end

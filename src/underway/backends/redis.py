@@ -1,0 +1,598 @@
+"""The Redis backend (``redis://``, ``rediss://``): one queue for workers on many machines.
+
+Every state change is one Lua script (``lua/*.lua``, with the helpers of ``lua/lib.lua``),
+run atomically by the server and called by its SHA (``EVALSHA``, loaded on first use):
+
+* ``acquire`` leases up to ``limit`` jobs in one round trip; ``release`` records any
+  number of outcomes in one round trip; ``enqueue_many`` stores a batch in one.
+* Keys, under a prefix (default ``underway``; ``?prefix=myapp``), so apps share a server:
+
+  ====================================  ===============================================
+  ``P:job:<id>``                        hash: the job's fields (times in microseconds)
+  ``P:queue:<queue>``                   sorted set of due jobs: score -priority, member
+                                        scheduled_at + seq + id (so FIFO within a score)
+  ``P:scheduled:<queue>``               sorted set of future jobs by scheduled_at
+  ``P:running``                         sorted set of leased jobs by lease expiry
+  ``P:finished:<queue>:<status>``       sorted set of finished jobs by finished_at
+  ``P:jobs``                            sorted set of every job by enqueue order
+  ``P:unique``                          hash: unique key -> id of the active job
+  ``P:queues``, ``P:seq``               known queue names; the enqueue counter
+  ``P:workers``, ``P:heartbeats``       the worker registry and last heartbeats
+  ``P:acquired:<worker>``               the worker's last acquire (to answer its retry)
+  ``P:ticks``                           hash: schedule -> last claimed tick
+  ``P:wake``                            pub/sub channel: a queue got a due job
+  ====================================  ===============================================
+
+* Idle workers wait on the ``P:wake`` channel (one pub/sub connection per backend object),
+  published to only when a queue's due set stops being empty or gets an earlier scheduled
+  job; they also sleep until the earliest scheduled job comes due. No polling.
+* A dropped connection or a restarting server is retried for ``retry_for`` seconds (default
+  5) before :class:`~underway.errors.BackendError` is raised. Every script is safe to run
+  twice: a retry after a lost reply finds the work done (an enqueue's jobs, an acquire's
+  leases, a release's outcome, a schedule's tick) and answers as the first run would have.
+* Times come from the backend's clock, not the server's, like every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from underway.backends._redis_records import (
+    decode_job,
+    decode_worker,
+    encode_worker,
+    from_us,
+    load_script,
+    new_job_args,
+    opt,
+    pairs,
+    parse_url,
+    release_args,
+    to_us,
+)
+from underway.backends.base import (
+    Backend,
+    Clock,
+    check_acquire,
+    check_paging,
+    check_progress,
+    purge_statuses,
+    utc_now,
+)
+from underway.backends.transitions import created
+from underway.errors import BackendError, CorruptRecordError
+from underway.job import (
+    JobRecord,
+    JobStatus,
+    Lease,
+    LeaseRenewal,
+    NewJob,
+    OutcomeKind,
+    Release,
+    WorkerInfo,
+)
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger("underway.backends.redis")
+
+T = TypeVar("T")
+
+#: The data layout this version writes; a server holding a newer one is refused.
+SCHEMA_VERSION = 1
+_SCRIPTS = (
+    "acquire",
+    "cancel",
+    "claim",
+    "count",
+    "enqueue",
+    "extend",
+    "list",
+    "mark_dead",
+    "probe",
+    "progress",
+    "prune",
+    "purge",
+    "reap",
+    "release",
+    "requeue",
+)
+_BATCH = 1000  # jobs examined per script call by reap, purge and list
+_REAP_REASON = "the lease expired (the worker stopped)"
+_SAFE_POLICIES = ("noeviction", "volatile-")  # our keys never have a TTL
+
+
+class RedisBackend(Backend):
+    """Jobs in Redis, shared by workers on any number of machines."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        retry_for: float | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        """Create a backend for the server at ``url`` (nothing connects until :meth:`open`).
+
+        Args:
+            url: ``redis://[user:password@]host[:port][/db][?options]``, or ``rediss://``
+                for TLS. Options: ``prefix`` and ``retry_for`` (below), and redis-py's
+                ``db``, ``socket_timeout``, ``socket_connect_timeout``,
+                ``health_check_interval``, ``client_name``, ``max_connections`` and
+                ``ssl_*`` settings (``ssl_ca_certs``, ``ssl_cert_reqs``, ...).
+            prefix: The start of every key name (default ``underway``); apps sharing a
+                server use different prefixes. Overrides the URL's.
+            retry_for: Seconds to keep retrying a call while the server cannot be reached
+                (default 5) before raising ``BackendError``. Overrides the URL's.
+            clock: Returns the current time as an aware UTC datetime.
+
+        Raises:
+            ValueError: The URL or an option is malformed or unknown.
+        """
+        config = parse_url(url, prefix, retry_for)
+        self.prefix, self.retry_for, self.db = config.prefix, config.retry_for, config.db
+        #: Where the server is, for messages (never with the password).
+        self.where = config.where
+        self._driver_url = config.driver_url
+        self.clock = clock
+        self._pool: aioredis.ConnectionPool | None = None
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._waiters: dict[asyncio.Future[bool], frozenset[str]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = utc_now, **options: str) -> RedisBackend:
+        """Build from ``redis://...`` or ``rediss://...``; the options are in the URL."""
+        return cls(url, clock=clock)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _call(self, what: str, attempt: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds or ``retry_for`` runs out.
+
+        The one place where driver errors become underway's.
+        """
+        client = self._client
+        if client is None:
+            raise BackendError(
+                f"the Redis backend for {self.where} is not open; call open() or use "
+                "'async with' first."
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        delay = 0.02
+        while True:
+            try:
+                return await attempt(client)
+            except (rx.AuthenticationError, rx.AuthorizationError) as exc:
+                raise BackendError(f"Redis at {self.where} refused to log in: {exc}") from exc
+            except (rx.ConnectionError, rx.TimeoutError) as exc:
+                if loop.time() + delay > deadline or self._client is None:
+                    raise BackendError(
+                        f"Redis at {self.where} is unreachable: {what} failed after retrying "
+                        f"for {self.retry_for:g} s ({type(exc).__name__}: {exc})"
+                    ) from exc
+                if delay == 0.02:
+                    logger.warning("Redis at %s: %s failed (%s); retrying.", self.where, what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except rx.ResponseError as exc:
+                message = str(exc)
+                if "UNDERWAY_DUPLICATE_ID" in message:
+                    raise ValueError(message.split("UNDERWAY_DUPLICATE_ID", 1)[1].strip()) from None
+                raise BackendError(f"Redis at {self.where}: {what} failed: {exc}") from exc
+            except rx.RedisError as exc:
+                raise BackendError(f"Redis at {self.where}: {what} failed: {exc}") from exc
+
+    async def _run(self, name: str, args: Sequence[str | bytes | int]) -> Any:
+        script = self._scripts[name]
+        return await self._call(
+            name, lambda client: script(args=[self.prefix, *args], client=client)
+        )
+
+    def _wake(self, queues: Iterable[str] | None, value: bool = True) -> None:
+        wanted = None if queues is None else frozenset(queues)
+        for waiter, waiting_on in self._waiters.items():
+            if not waiter.done() and (wanted is None or waiting_on & wanted):
+                waiter.set_result(value)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """See :meth:`Backend.open`. Warns when the server may evict underway's keys."""
+        if self._client is not None:
+            return
+        self._pool = aioredis.ConnectionPool.from_url(self._driver_url, retry=Retry(NoBackoff(), 0))
+        self._client = client = aioredis.Redis(connection_pool=self._pool)
+        self._scripts = {name: client.register_script(load_script(name)) for name in _SCRIPTS}
+        try:
+            await self._check_server()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _check_server(self) -> None:
+        version_key = self._key("version")
+
+        async def setup(client: aioredis.Redis) -> Any:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.set(version_key, SCHEMA_VERSION, nx=True)
+                pipe.get(version_key)
+                return (await pipe.execute())[1]
+
+        stored = await self._call("open", setup)
+        if int(stored) > SCHEMA_VERSION:
+            raise BackendError(
+                f"Redis at {self.where} holds underway data of layout version {int(stored)} "
+                f"under the prefix {self.prefix!r}; this underway knows up to "
+                f"{SCHEMA_VERSION}. Upgrade underway."
+            )
+        try:
+            info = await self._call("open", lambda client: client.info("memory"))
+        except BackendError as exc:  # e.g. an ACL user without INFO: say so, carry on
+            logger.info("Could not read the maxmemory-policy of Redis at %s: %s", self.where, exc)
+            return
+        policy = str(info.get("maxmemory_policy", "noeviction"))
+        if not policy.startswith(_SAFE_POLICIES):
+            logger.warning(
+                "Redis at %s has maxmemory-policy %s: when it reaches its memory limit it may "
+                "evict underway's keys, and jobs would silently vanish. Set "
+                "'maxmemory-policy noeviction' (redis.conf, or CONFIG SET maxmemory-policy "
+                "noeviction); a volatile-* policy is safe too, as underway's keys have no TTL.",
+                self.where,
+                policy,
+            )
+
+    async def close(self) -> None:
+        """See :meth:`Backend.close`."""
+        self._wake(None, False)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        client, pool = self._client, self._pool
+        self._client = self._pool = None
+        if client is not None:
+            await client.aclose()
+        if pool is not None:
+            await pool.disconnect()
+
+    # -- producers ------------------------------------------------------------------------
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        """See :meth:`Backend.enqueue_many`."""
+        if not jobs:
+            return []
+        if len({job.id for job in jobs}) != len(jobs):
+            raise ValueError("job ids must be unique; leave NewJob.id to its default.")
+        now = self.clock()
+        args: list[str | bytes] = [str(to_us(now)), secrets.token_hex(8), str(len(jobs))]
+        for job in jobs:
+            args += new_job_args(job)
+        reply = await self._run("enqueue", args)
+        self._wake({job.queue for job in jobs})
+        return [
+            created(job, now) if item == 0 else decode_job(pairs(item), now)
+            for job, item in zip(jobs, reply, strict=True)
+        ]
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def acquire(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: timedelta
+    ) -> list[JobRecord]:
+        """See :meth:`Backend.acquire`."""
+        check_acquire(queues, limit)
+        nonce = secrets.token_hex(8)
+        script = self._scripts["acquire"]
+        moments: list[datetime] = []
+
+        async def attempt(client: aioredis.Redis) -> Any:
+            # A retry takes a fresh "now", so a lease never starts out expired.
+            now = self.clock()
+            moments.append(now)
+            args = [self.prefix, to_us(now), to_us(now + lease), worker_id, limit, nonce]
+            return await script(args=[*args, *queues], client=client)
+
+        reply = await self._call("acquire", attempt)
+        records = []
+        for item in reply:
+            fields = pairs(item)
+            try:
+                records.append(decode_job(fields, moments[-1]))
+            except CorruptRecordError as exc:
+                job_id = fields.get(b"id", b"").decode(errors="replace")
+                logger.error("Job %r cannot be read and goes to dead: %s", job_id, exc)
+                await self.mark_dead(job_id, f"malformed record: {exc}")
+        return records
+
+    async def extend_leases(
+        self, worker_id: str, leases: Sequence[Lease], duration: timedelta
+    ) -> LeaseRenewal:
+        """See :meth:`Backend.extend_leases`."""
+        now = self.clock()
+        args: list[str | int] = [to_us(now), to_us(now + duration), worker_id]
+        for lease in leases:
+            args += [lease.job_id, lease.token]
+        lost, cancel = await self._run("extend", args)
+        return LeaseRenewal(
+            lost=frozenset(i.decode() for i in lost),
+            cancel_requested=frozenset(i.decode() for i in cancel),
+        )
+
+    async def release(self, worker_id: str, releases: Sequence[Release]) -> list[bool]:
+        """See :meth:`Backend.release`."""
+        if not releases:
+            return []
+        now = str(to_us(self.clock()))
+        args: list[str | bytes] = [now, secrets.token_hex(8), str(len(releases))]
+        for item in releases:
+            args += release_args(item)
+        applied = await self._run("release", args)
+        back = {OutcomeKind.RETRY, OutcomeKind.REQUEUE}
+        if any(item.outcome.kind in back for item in releases):
+            self._wake(None)
+        return [bool(flag) for flag in applied]
+
+    async def reap_expired(self) -> list[JobRecord]:
+        """See :meth:`Backend.reap_expired`."""
+        records: list[JobRecord] = []
+        while True:
+            now = self.clock()
+            examined, *items = await self._run("reap", [to_us(now), _BATCH, _REAP_REASON])
+            for item in items:
+                try:
+                    records.append(decode_job(pairs(item), now))
+                except CorruptRecordError as exc:
+                    logger.error("A reaped job cannot be read: %s", exc)
+            if examined < _BATCH:
+                break
+        if records:
+            self._wake(None)
+        return records
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """See :meth:`Backend.wait_for_work`. Woken by pub/sub; no polling."""
+        if self._client is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="underway-redis-wake")
+        if not self._listening.is_set():
+            # Subscribed before looking, so that no enqueue falls between the two.
+            try:
+                await asyncio.wait_for(self._listening.wait(), timeout)
+            except asyncio.TimeoutError:
+                return False
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters[waiter] = frozenset(queues)
+        try:
+            try:
+                due = await self._run("probe", [to_us(self.clock()), *queues])
+            except BackendError as exc:
+                logger.debug("Redis at %s: could not look for work: %s", self.where, exc)
+                due = 0
+            if due == 1:
+                return True
+            wait = deadline - loop.time()
+            capped = False
+            if isinstance(due, bytes):
+                until_due = (from_us(due) - self.clock()).total_seconds()
+                capped = until_due < wait
+                wait = min(wait, until_due)
+            try:
+                return await asyncio.wait_for(waiter, max(wait, 0.0))
+            except asyncio.TimeoutError:
+                return capped
+        finally:
+            del self._waiters[waiter]
+
+    async def _listen(self) -> None:
+        """Keep a subscription to the wake channel, and wake the waiters it names."""
+        assert self._client is not None
+        channel = self._key("wake")
+        delay, failing = 0.05, False
+        while self._client is not None:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._listening.set()
+                        self._wake(None)  # a notification may have passed while away
+                        if failing:
+                            logger.info("Redis at %s: listening for work again.", self.where)
+                        delay, failing = 0.05, False
+                    elif message["type"] == "message":
+                        self._wake((message["data"].decode(),))
+            except (rx.RedisError, OSError) as exc:
+                self._listening.clear()
+                if not failing:
+                    logger.warning(
+                        "Redis at %s: lost the subscription that wakes idle workers (%s); "
+                        "reconnecting.",
+                        self.where,
+                        exc,
+                    )
+                failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            finally:
+                self._listening.clear()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def set_progress(self, lease: Lease, progress: float, message: str | None) -> bool:
+        """See :meth:`Backend.set_progress`."""
+        check_progress(progress)
+        args = [lease.job_id, str(lease.token), repr(float(progress)), opt(message)]
+        return bool(await self._run("progress", args))
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """See :meth:`Backend.register_worker`."""
+        now = to_us(self.clock())
+
+        async def register(client: aioredis.Redis) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key("workers"), info.id, encode_worker(info))
+                pipe.zadd(self._key("heartbeats"), {info.id: now})
+                await pipe.execute()
+
+        await self._call("register_worker", register)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """See :meth:`Backend.unregister_worker`."""
+
+        async def unregister(client: aioredis.Redis) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._key("workers"), worker_id)
+                pipe.zrem(self._key("heartbeats"), worker_id)
+                pipe.delete(self._key("acquired", worker_id))
+                await pipe.execute()
+
+        await self._call("unregister_worker", unregister)
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def claim_schedule_tick(
+        self, schedule: str, tick: datetime, job: NewJob | None = None
+    ) -> bool:
+        """See :meth:`Backend.claim_schedule_tick`."""
+        now = to_us(self.clock())
+        args: list[str | bytes | int] = [now, schedule, to_us(tick), secrets.token_hex(8)]
+        args += ["1", *new_job_args(job)] if job is not None else ["0"]
+        won = bool(await self._run("claim", args))
+        if won and job is not None:
+            self._wake((job.queue,))
+        return won
+
+    async def last_schedule_tick(self, schedule: str) -> datetime | None:
+        """See :meth:`Backend.last_schedule_tick`."""
+        key = self._key("ticks")
+        value = await self._call("last_schedule_tick", lambda client: client.hget(key, schedule))
+        value = cast("bytes | None", value)
+        return None if value is None else from_us(value.split(b" ", 1)[0])
+
+    # -- operators ------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """See :meth:`Backend.get_job`."""
+        key = self._key("job", job_id)
+        fields = cast(
+            "dict[bytes, bytes]", await self._call("get_job", lambda client: client.hgetall(key))
+        )
+        return decode_job(fields, self.clock()) if fields else None
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        status: JobStatus | None = None,
+        task_name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """See :meth:`Backend.list_jobs`."""
+        check_paging(limit, offset)
+        now = self.clock()
+        filters = [opt(queue), opt(None if status is None else status.value), opt(task_name)]
+        cursor: bytes | str = "+inf"
+        skip = offset
+        items: list[Any] = []
+        while True:
+            want = limit - len(items)
+            reply = await self._run("list", [to_us(now), cursor, _BATCH, skip, want, *filters])
+            cursor, skip, found = reply[0], reply[1], reply[2:]
+            items += found
+            if not cursor or len(items) >= limit:
+                break
+        records = []
+        for item in items:
+            try:
+                records.append(decode_job(pairs(item), now))
+            except CorruptRecordError as exc:
+                logger.warning("Skipping a job that cannot be read: %s", exc)
+        return records
+
+    async def count_jobs(self) -> dict[str, dict[JobStatus, int]]:
+        """See :meth:`Backend.count_jobs`."""
+        flat = await self._run("count", [to_us(self.clock())])
+        counts: dict[str, dict[JobStatus, int]] = {}
+        for i in range(0, len(flat), 3):
+            if flat[i + 2]:
+                queue = flat[i].decode()
+                counts.setdefault(queue, {})[JobStatus(flat[i + 1].decode())] = flat[i + 2]
+        return counts
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """See :meth:`Backend.list_workers`."""
+
+        async def read(client: aioredis.Redis) -> list[Any]:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self._key("workers"))
+                pipe.zrange(self._key("heartbeats"), 0, -1, withscores=True)
+                return await pipe.execute()
+
+        entries, heartbeats = await self._call("list_workers", read)
+        beats = dict(heartbeats)
+        return [
+            decode_worker(worker_id, entries[worker_id], beats.get(worker_id))
+            for worker_id in sorted(entries)
+        ]
+
+    async def prune_workers(self, older_than: timedelta) -> int:
+        """See :meth:`Backend.prune_workers`."""
+        removed: int = await self._run("prune", [to_us(self.clock() - older_than)])
+        return removed
+
+    async def _change(self, name: str, *args: str | int) -> JobRecord | None:
+        now = self.clock()
+        reply = await self._run(name, [to_us(now), *args])
+        return None if reply is None else decode_job(pairs(reply), now)
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        """See :meth:`Backend.cancel`."""
+        return await self._change("cancel", job_id)
+
+    async def mark_dead(self, job_id: str, reason: str) -> JobRecord | None:
+        """See :meth:`Backend.mark_dead`."""
+        return await self._change("mark_dead", job_id, reason)
+
+    async def requeue(self, job_id: str) -> JobRecord | None:
+        """See :meth:`Backend.requeue`."""
+        record = await self._change("requeue", job_id)
+        if record is not None and record.status is JobStatus.QUEUED:
+            self._wake((record.queue,))
+        return record
+
+    async def purge(
+        self, older_than: timedelta, statuses: Sequence[JobStatus] | None = None
+    ) -> int:
+        """See :meth:`Backend.purge`."""
+        chosen = sorted(s.value for s in purge_statuses(statuses))
+        cutoff = to_us(self.clock() - older_than)
+        total = 0
+        while True:
+            deleted: int = await self._run("purge", [cutoff, _BATCH, *chosen])
+            total += deleted
+            if deleted < _BATCH:
+                return total
