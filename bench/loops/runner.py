@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from datetime import datetime, timezone
 from typing import Any
 
 Body = Callable[[], Coroutine[Any, Any, None]]
@@ -39,21 +40,34 @@ def body_durations(scenario: str, iterations: int, seed: int) -> list[float]:
     return [rng.uniform(0.0, MAX_BODY) for _ in range(iterations)]
 
 
-def make_body(stamps: list[float], durations: list[float]) -> Body:
-    """Build the loop body: record the start instant, then sleep the drawn duration."""
-    perf_counter = time.perf_counter
+class Recorder:
+    """The loop body and what it records: when each iteration started, on ``perf_counter``.
 
-    async def body() -> None:
-        stamps.append(perf_counter())
-        duration = durations[len(stamps) - 1]
+    At the first iteration it also notes how long after the loop's own first scheduled
+    instant it started (``anchor_offset``), read from ``scheduled``: that instant, not the
+    first start, is where the ideal schedule ``anchor + k * interval`` begins.
+    """
+
+    def __init__(self, durations: list[float]) -> None:
+        self.stamps: list[float] = []
+        self.durations = durations
+        self.scheduled: Callable[[], datetime | None] = lambda: None
+        self.anchor_offset: float | None = None
+
+    async def body(self) -> None:
+        """Record the start instant, then sleep the drawn duration."""
+        self.stamps.append(time.perf_counter())
+        if self.anchor_offset is None:
+            target = self.scheduled()
+            if target is not None:
+                self.anchor_offset = (datetime.now(timezone.utc) - target).total_seconds()
+        duration = self.durations[len(self.stamps) - 1]
         if duration > 0.0:
             await asyncio.sleep(duration)
 
-    return body
-
 
 class PlainLoop:
-    """The baseline: a hand-written loop that sleeps until absolute targets on the loop clock.
+    """The baseline: a hand-written loop that sleeps until ``start + k * interval``.
 
     Whatever lateness this shows comes from the event loop itself (on Linux, asyncio waits
     in ``epoll_wait``, whose timeout is rounded up to whole milliseconds), not from a library.
@@ -63,13 +77,14 @@ class PlainLoop:
         self.body = body
         self.interval = interval
         self.iterations = iterations
+        self.anchor: float | None = None
 
     async def run(self) -> None:
         """Run the body ``iterations`` times, at ``start + k * interval``."""
-        clock = asyncio.get_running_loop().time
-        start = clock()
+        # perf_counter is the recorder's clock; asyncio's (monotonic) runs at the same rate.
+        start = self.anchor = time.perf_counter()
         for k in range(self.iterations):
-            delay = start + k * self.interval - clock()
+            delay = start + k * self.interval - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.body()
@@ -79,30 +94,38 @@ class PlainLoop:
         return asyncio.get_running_loop().create_task(self.run())
 
 
-def make_loop(system: str, body: Body, interval: float, iterations: int) -> Any:
-    """Wrap ``body`` in ``system``'s loop decorator (not started yet)."""
+def make_loop(system: str, recorder: Recorder, interval: float, iterations: int) -> Any:
+    """Wrap the recorder's body in ``system``'s loop (not started yet)."""
     if system == "asyncio":
-        return PlainLoop(body, interval, iterations)
+        return PlainLoop(recorder.body, interval, iterations)
     if system == "underway":
         import underway
 
-        return underway.loop(seconds=interval, count=iterations)(body)
-    # Imported by name: discord.py is installed only in the bench venv, and the main venv's
-    # mypy must not need it.
-    tasks: Any = importlib.import_module("discord.ext.tasks")
-    return tasks.loop(seconds=interval, count=iterations)(body)
+        periodic: Any = underway.loop(seconds=interval, count=iterations)(recorder.body)
+    else:
+        # Imported by name: discord.py is installed only in the bench venv, and the main
+        # venv's mypy must not need it.
+        tasks: Any = importlib.import_module("discord.ext.tasks")
+        periodic = tasks.loop(seconds=interval, count=iterations)(recorder.body)
+
+    # Both libraries keep the instant the running iteration was scheduled for (an aware
+    # UTC datetime) in the private attribute _last_iteration; there is no public one.
+    def scheduled() -> datetime | None:
+        target: datetime | None = periodic._last_iteration
+        return target
+
+    recorder.scheduled = scheduled
+    return periodic
 
 
 async def measure(
     system: str, scenario: str, iterations: int, interval: float, seed: int
 ) -> dict[str, Any]:
     """Run one loop to completion and return its raw timestamps."""
-    stamps: list[float] = []
-    durations = body_durations(scenario, iterations, seed)
-    body = make_body(stamps, durations)
+    recorder = Recorder(body_durations(scenario, iterations, seed))
     # Built before the clock starts: the decorator's set-up (underway resolves the local
     # zone) is not part of how soon start() runs the first iteration.
-    periodic = make_loop(system, body, interval, iterations)
+    periodic = make_loop(system, recorder, interval, iterations)
     # Let the event loop settle and leave no garbage from imports to the timed part.
     await asyncio.sleep(0.05)
     gc.collect()
@@ -112,6 +135,13 @@ async def measure(
         raise RuntimeError(f"{system} loop did not start a task (got {task!r}).")
     await task
     end = time.perf_counter()
+    # The ideal schedule starts at the loop's own first scheduled instant, on perf_counter.
+    if isinstance(periodic, PlainLoop):
+        anchor = periodic.anchor
+    elif recorder.anchor_offset is not None and recorder.stamps:
+        anchor = recorder.stamps[0] - recorder.anchor_offset
+    else:
+        raise RuntimeError(f"{system} loop did not expose its first scheduled instant.")
     return {
         "system": system,
         "scenario": scenario,
@@ -120,8 +150,9 @@ async def measure(
         "seed": seed,
         "start_call": start_call,
         "end": end,
-        "stamps": stamps,
-        "body_sleep_s": durations,
+        "anchor": anchor,
+        "stamps": recorder.stamps,
+        "body_sleep_s": recorder.durations,
         "event_loop": type(asyncio.get_running_loop()).__name__,
     }
 

@@ -11,10 +11,12 @@ subprocess (``runner.py``), so no two systems share an event loop. Runs are inte
 round-robin: every repetition runs each scenario on each system before the next repetition
 starts, rotating which system goes first.
 
-For every run, iteration ``k``'s ideal start is ``t0 + k * interval``, where ``t0`` is the
-instant the body first ran (every system runs the first iteration at once); its lateness is
-the actual start minus that. Drift is the lateness of the last iteration, which is also
-its elapsed time since ``t0`` minus ``(n - 1) * interval``.
+For every run, iteration ``k``'s ideal start is ``anchor + k * interval``, where ``anchor``
+is the loop's own first scheduled instant (both libraries take "now" when their task
+starts, and run the first iteration at once); its lateness is the actual start, read with
+``time.perf_counter()`` in the body, minus that. Drift is the lateness of the last
+iteration; "elapsed excess" is the time from the first iteration's start to the last's,
+minus ``(n - 1) * interval``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ class Metric:
 
 
 METRICS = (
-    Metric("drift_ms", "drift at the last iteration"),
+    Metric("drift_ms", "drift: lateness of the last iteration"),
+    Metric("excess_ms", "elapsed first → last start, minus (n − 1) × interval"),
+    Metric("trend_ms", "median lateness, last 10 % of iterations minus first 10 %"),
     Metric("p50_ms", "p50 lateness"),
     Metric("p99_ms", "p99 lateness"),
     Metric("max_ms", "max lateness"),
@@ -77,27 +81,31 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def lateness_ms(run: dict[str, Any]) -> list[float]:
-    """Return each iteration's start minus its ideal instant ``t0 + k * interval``, in ms."""
+    """Return each iteration's start minus its ideal instant ``anchor + k * interval``, in ms."""
     stamps: list[float] = run["stamps"]
     interval: float = run["interval_s"]
-    t0 = stamps[0]
-    return [(t - (t0 + k * interval)) * 1e3 for k, t in enumerate(stamps)]
+    anchor: float = run["anchor"]
+    return [(t - (anchor + k * interval)) * 1e3 for k, t in enumerate(stamps)]
 
 
 def summarise(run: dict[str, Any]) -> dict[str, float]:
-    """Compute the metrics of one run (iteration 0 is excluded: its lateness is 0 by definition)."""
+    """Compute the metrics of one run, in milliseconds."""
     late = lateness_ms(run)
+    stamps: list[float] = run["stamps"]
     if len(late) != run["iterations"]:
         raise RuntimeError(f"{run['system']} ran {len(late)} iterations, not {run['iterations']}.")
-    rest = late[1:]
+    ideal_elapsed = (len(stamps) - 1) * run["interval_s"]
+    tenth = max(1, len(late) // 10)
     return {
         "drift_ms": late[-1],
-        "p50_ms": percentile(rest, 50),
-        "p99_ms": percentile(rest, 99),
-        "max_ms": max(rest),
-        "min_ms": min(rest),
-        "first_ms": (run["stamps"][0] - run["start_call"]) * 1e3,
-        "elapsed_ms": (run["stamps"][-1] - run["stamps"][0]) * 1e3,
+        "excess_ms": (stamps[-1] - stamps[0] - ideal_elapsed) * 1e3,
+        # A single iteration's lateness is noisy; this says whether lateness accumulates.
+        "trend_ms": statistics.median(late[-tenth:]) - statistics.median(late[:tenth]),
+        "p50_ms": percentile(late, 50),
+        "p99_ms": percentile(late, 99),
+        "max_ms": max(late),
+        "min_ms": min(late),
+        "first_ms": (stamps[0] - run["start_call"]) * 1e3,
     }
 
 
@@ -233,10 +241,10 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict[
 
 
 def ratio(ours: float, theirs: float) -> str:
-    """Format ``ours / theirs``; "n/a" when it means nothing (a zero or sign change)."""
-    if theirs == 0 or (ours < 0) != (theirs < 0):
+    """Format ``|ours| / |theirs|``: every metric is a distance from the ideal, 0."""
+    if theirs == 0:
         return "n/a"
-    return f"{ours / theirs:.2f}×"
+    return f"{abs(ours) / abs(theirs):.2f}×"
 
 
 def cell(stats: dict[str, float]) -> str:
@@ -254,13 +262,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"A {cfg['interval_s'] * 1e3:g} ms loop run for {cfg['iterations']:,} iterations, "
         f"{cfg['repetitions']} repetition(s) per system and scenario, interleaved round-robin, "
         "each run in a fresh subprocess. Figures in milliseconds: median over the "
-        "repetitions, (min – max) in brackets. Lateness of iteration k is its start minus "
-        "t0 + k × interval, t0 being the first iteration's start; p50/p99/max/min are over "
-        f"iterations 2–{cfg['iterations']:,}. Drift is the lateness of the last iteration "
-        "(= elapsed since t0 minus (n − 1) × interval). Ratio = underway / discord "
+        "repetitions, (min – max) in brackets. Lateness of iteration k is its start (read "
+        "with time.perf_counter() in the body) minus anchor + k × interval, the anchor being "
+        "the loop's own first scheduled instant; p50/p99/max/min are over all "
+        f"{cfg['iterations']:,} iterations of a run. Drift is the lateness of the last "
+        "iteration; the trend row, robust to one late wake-up, says whether lateness grows "
+        "over the run. Ratio = |underway| / |discord| "
         "(medians; below 1 means underway is closer to the ideal). The last column is a "
         "baseline, not a library: a hand-written loop that awaits asyncio.sleep until "
-        "start + k × interval on the event loop's clock; its lateness is the event loop's own.",
+        "start + k × interval; its lateness is the event loop's own.",
         "",
     ]
     for scenario, systems in report["aggregate"].items():
