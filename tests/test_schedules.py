@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from tests.queue_apps.harness import (
     read_lines,
     running,
     sql,
+    sqlite_path,
     wait_until,
 )
 from underway import JobStatus, Underway
@@ -249,3 +251,33 @@ def test_three_worker_processes_enqueue_each_tick_once(tmp_path: Path) -> None:
     assert seconds - 2 <= len(rows) <= seconds + 1, rows  # one per second, not three
     assert duplicates == {}
     assert set(ran) <= {job_id for job_id, _ in rows}
+
+
+async def test_a_schedule_survives_a_store_that_is_briefly_locked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}?busy_timeout=0.05&poll_interval=0.02"
+    uw = Underway(url)
+
+    @uw.loop(seconds=0.2, name="beat")
+    async def beat() -> None: ...
+
+    try:
+        backend = await uw.backend()
+        async with running(uw, lease=5):
+            await wait_until(lambda: _tick_jobs(url) >= 1, what="a first tick")
+            # Another process holds the write lock for longer than busy_timeout: claims
+            # fail with "database is locked" for a while.
+            blocker = sqlite3.connect(sqlite_path(url), isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            await asyncio.sleep(0.7)
+            blocker.execute("COMMIT")
+            blocker.close()
+            before = _tick_jobs(url)
+            await wait_until(lambda: _tick_jobs(url) >= before + 2, what="ticks after the lock")
+        assert await backend.last_schedule_tick("beat") is not None
+    finally:
+        await uw.close()
+
+
+def _tick_jobs(url: str) -> int:
+    ((n,),) = sql(url, "SELECT count(*) FROM jobs WHERE task_name = 'beat'")
+    return int(n)

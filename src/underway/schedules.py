@@ -13,6 +13,7 @@ missed tick (the latest 100 at most), ``"skip"`` none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from datetime import time as dt_time
 from typing import TYPE_CHECKING, Literal
 
+from underway.errors import BackendError
 from underway.triggers import (
     CronTrigger,
     IntervalTrigger,
@@ -41,6 +43,8 @@ MisfirePolicy = Literal["once", "all", "skip"]
 _POLICIES = ("once", "all", "skip")
 #: The most missed ticks that misfire="all" enqueues, and the most a search looks at.
 MAX_MISSED = 100
+#: Seconds a scheduler waits after a store error before it tries again (doubling).
+_RETRY_MIN, _RETRY_MAX = 0.1, 5.0
 _SEARCH_LIMIT = 200_000
 UTC = timezone.utc
 
@@ -150,7 +154,32 @@ class Scheduler:
         self.fired = 0
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Claim ticks until ``stopping`` is set."""
+        """Claim ticks until ``stopping`` is set.
+
+        A store error (a lock held too long, a lost connection) is logged and the claim
+        tried again: it must not end the schedule for as long as the worker runs.
+        """
+        event_loop = asyncio.get_running_loop()
+        delay = _RETRY_MIN
+        while not stopping.is_set():
+            began = event_loop.time()
+            try:
+                await self._run(stopping)
+            except BackendError:
+                if event_loop.time() - began > _RETRY_MAX:
+                    delay = _RETRY_MIN  # it worked for a while: a new outage
+                logger.exception(
+                    "Schedule %r: the job store failed; trying again in %.1f s.",
+                    self.schedule.name,
+                    delay,
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                delay = min(delay * 2, _RETRY_MAX)
+            else:
+                return
+
+    async def _run(self, stopping: asyncio.Event) -> None:
         schedule, backend = self.schedule, self.backend
         last = await backend.last_schedule_tick(schedule.name)
         for tick in schedule.due_ticks(last, backend.clock()):
