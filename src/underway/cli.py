@@ -478,3 +478,67 @@ def schedules(app_path: str, as_json: bool) -> None:
     else:
         header = ["name", "when", "misfire", "last_tick", "next_tick"]
         click.echo(_table([[str(r[h] or "-") for h in header] for r in rows], header))
+
+
+@main.command()
+@click.argument("app_path", metavar="APP")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="UNDERWAY_DASHBOARD_TOKEN",
+    help="Access token (or UNDERWAY_DASHBOARD_TOKEN); generated and printed when not set.",
+)
+@click.option("--read-only", is_flag=True, help="Show the queue; refuse retry, cancel, purge.")
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="No token at all. Local development only; refused unless --host is loopback.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+def dashboard(
+    app_path: str,
+    host: str,
+    port: int,
+    token: str | None,
+    read_only: bool,
+    insecure_no_auth: bool,
+    verbose: bool,
+) -> None:
+    """Serve the web dashboard and Prometheus metrics (/metrics) for APP's queue."""
+    try:
+        import uvicorn
+
+        from underway.dashboard import create_dashboard, generate_token
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs the 'dashboard' extra ({exc.name} is missing): "
+            "pip install 'underway[dashboard]'"
+        ) from exc
+    _configure_logging(verbose)
+    if insecure_no_auth:
+        if token:
+            raise click.UsageError("--insecure-no-auth and --token exclude each other.")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise click.UsageError(
+                "--insecure-no-auth serves the dashboard to anyone who can reach it; it is "
+                "allowed only with --host 127.0.0.1 (or localhost, ::1). Use a token instead."
+            )
+    app = load_app(app_path)
+    generated = not insecure_no_auth and not token
+    if generated:
+        token = generate_token()
+    try:
+        web = create_dashboard(
+            app,
+            token=None if insecure_no_auth else token,
+            read_only=read_only,
+            insecure_no_auth=insecure_no_auth,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token") from exc
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"underway dashboard for {app.url} on http://{shown}:{port}/")
+    if generated:
+        click.echo(f"Access token (generated; set --token or UNDERWAY_DASHBOARD_TOKEN): {token}")
+    uvicorn.run(web, host=host, port=port, log_level="debug" if verbose else "info")
