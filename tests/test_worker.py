@@ -25,8 +25,8 @@ from tests.queue_apps.harness import (
     sql,
     wait_until,
 )
-from underway import JobFailed, JobStatus, Underway
-from underway.job import NewJob
+from underway import JobFailed, JobStatus, Underway, Worker
+from underway.job import JobRecord, NewJob
 
 
 @pytest.fixture(params=KINDS)
@@ -507,6 +507,30 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         return False
     return waited == 0
+
+
+class _KilledRightAfterAcquire(Worker):
+    """A worker told to stop at once just after it took jobs, before they begin."""
+
+    def _start_job(self, record: JobRecord) -> None:
+        super()._start_job(record)
+        self.kill()
+
+
+async def test_jobs_taken_just_before_a_kill_are_handed_back(uw: Underway) -> None:
+    ran: list[str] = []
+
+    @uw.task
+    async def work() -> None:
+        ran.append("ran")
+
+    job = await work.enqueue()
+    worker = _KilledRightAfterAcquire(uw, poll=0.05, concurrency=1)  # every slot taken
+    await asyncio.wait_for(worker.run(), 5)
+    assert ran == []
+    await job.refresh()
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 0)  # not left running
+    assert worker.counts["handed back"] == 1
 
 
 async def test_a_worker_is_registered_while_it_runs(uw: Underway) -> None:

@@ -308,6 +308,7 @@ class Worker:
     def _start_job(self, record: JobRecord) -> None:
         task = asyncio.create_task(self._run_job(record), name=f"underway-job:{record.id}")
         self._running[record.id] = (record, task)
+        task.add_done_callback(functools.partial(self._job_done, record))
 
     async def _drain(self) -> None:
         tasks = [task for _, task in self._running.values()]
@@ -334,15 +335,28 @@ class Worker:
     async def _run_job(self, record: JobRecord) -> None:
         try:
             outcome = await self._execute(record)
-        except BaseException:
+        finally:
             self._running.pop(record.id, None)
             self._slot_free.set()
-            raise
-        self._running.pop(record.id, None)
-        self._slot_free.set()
+        self._queue_release(record, outcome)
+
+    def _queue_release(self, record: JobRecord, outcome: Outcome | None) -> None:
         if outcome is not None:
             self._outbox.append(Release(record.lease, outcome))
             self._outbox_ready.set()
+
+    def _job_done(self, record: JobRecord, task: asyncio.Task[None]) -> None:
+        entry = self._running.get(record.id)
+        if entry is None or entry[1] is not task:
+            return  # _run_job ran and cleaned up after itself
+        # Cancelled before its first step (a kill right after an acquire that took every
+        # free slot): no line of _run_job ran. Without this the job would stay leased
+        # until its lease expired, and lose an attempt.
+        self._running.pop(record.id, None)
+        self._slot_free.set()
+        why = self._why_cancelled.pop(record.id, None)
+        if why is not None:
+            self._queue_release(record, self._interrupted(record, why))
 
     async def _execute(self, record: JobRecord) -> Outcome | None:
         task = self.app.tasks.get(record.task_name)
@@ -374,16 +388,9 @@ class Worker:
             result = await self._invoke(task, args, kwargs)
         except asyncio.CancelledError:
             why = self._why_cancelled.pop(record.id, None)
-            if why == "cancel":
-                logger.info("Job %s of task %r cancelled while running.", record.id, task.name)
-                self.counts["cancelled"] += 1
-                return Outcome.cancelled("cancelled while running")
-            if why == "lost":
-                return None
-            if why == "shutdown":
-                self.counts["handed back"] += 1
-                return Outcome.requeue()
-            raise
+            if why is None:
+                raise  # not cancelled by this worker: the worker itself is cancelled
+            return self._interrupted(record, why)
         except _TimedOut:
             error = (
                 f"TimeoutError: task {task.name!r} ran longer than its timeout of {task.timeout}"
@@ -408,6 +415,17 @@ class Worker:
             return Outcome.failure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
         self.counts["succeeded"] += 1
         return Outcome.success(data)
+
+    def _interrupted(self, record: JobRecord, why: str) -> Outcome | None:
+        """The outcome of a run this worker cancelled (``None``: report nothing)."""
+        if why == "cancel":
+            logger.info("Job %s of task %r cancelled while running.", record.id, record.task_name)
+            self.counts["cancelled"] += 1
+            return Outcome.cancelled("cancelled while running")
+        if why == "lost":
+            return None
+        self.counts["handed back"] += 1  # shutdown
+        return Outcome.requeue()
 
     async def _invoke(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
         event_loop = asyncio.get_running_loop()
