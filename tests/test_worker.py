@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from tests.queue_apps.harness import (
     read_lines,
     running,
     sql,
+    sqlite_path,
     wait_until,
 )
 from underway import JobFailed, JobStatus, Underway, Worker
@@ -247,6 +249,93 @@ async def test_cancelling_a_running_async_job_stops_it(uw: Underway) -> None:
 
 async def _is(uw: Underway, job_id: str, status: JobStatus) -> bool:
     return await status_of(uw, job_id) is status
+
+
+async def test_unique_jobs_return_the_running_job_too(uw: Underway) -> None:
+    started = asyncio.Event()
+    finish = asyncio.Event()
+
+    @uw.task(unique=True)
+    async def rebuild(index: str) -> str:
+        started.set()
+        await finish.wait()
+        return index
+
+    first = await rebuild.enqueue("products")
+    async with running(uw):
+        await asyncio.wait_for(started.wait(), 5)
+        again = await rebuild.enqueue("products")
+        assert again.id == first.id
+        assert again.status is JobStatus.RUNNING
+        finish.set()
+        assert await first.result(timeout=5) == "products"
+        after = await rebuild.enqueue("products")  # finished: the key is free again
+        assert after.id != first.id
+        assert await after.result(timeout=5) == "products"
+
+
+async def test_a_worker_that_lost_its_lease_stops_the_job_and_records_nothing(
+    uw: Underway,
+) -> None:
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    @uw.task
+    async def long() -> str:
+        started.set()
+        await asyncio.sleep(3)
+        finished.append("long")
+        return "too late"
+
+    job = await long.enqueue()
+    backend = await uw.backend()
+    async with running(uw, lease=0.4) as worker:
+        await asyncio.wait_for(started.wait(), 5)
+        # An operator (or another worker's reaper) took the job away from this worker.
+        await backend.mark_dead(job.id, "removed by the operator")
+        await wait_until(lambda: worker.in_flight == 0, what="the worker to drop the job")
+        await asyncio.sleep(0.2)
+    assert finished == []
+    await job.refresh()
+    assert job.status is JobStatus.DEAD
+    assert job.dead_reason == "removed by the operator"
+    assert job.record.result is None
+
+
+async def test_a_finished_job_is_not_run_again_while_its_outcome_waits_for_the_store(
+    tmp_path: Path,
+) -> None:
+    """The store is locked past busy_timeout and the lease when a job ends: its release
+    fails and is retried. Its lease must stay extended meanwhile, or the worker's own
+    reaper recovers the finished job and runs it a second time."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}?busy_timeout=0.05&poll_interval=0.02"
+    uw = Underway(url)
+    runs: list[str] = []
+    go = asyncio.Event()
+
+    @uw.task
+    async def once() -> str:
+        runs.append("run")
+        await go.wait()
+        return "done"
+
+    try:
+        job = await once.enqueue()
+        async with running(uw, lease=0.4):
+            await wait_until(lambda: runs == ["run"], what="the job to start")
+            blocker = sqlite3.connect(sqlite_path(url), isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            go.set()  # the job ends while nobody can write
+            await asyncio.sleep(1.8)  # the release's retries back off past a heartbeat
+            blocker.execute("COMMIT")
+            blocker.close()
+            assert await job.result(timeout=5) == "done"
+            await asyncio.sleep(0.3)
+        assert runs == ["run"]
+        await job.refresh()
+        assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1)
+    finally:
+        await uw.close()
 
 
 # -- order and timing -------------------------------------------------------------------------

@@ -132,6 +132,7 @@ class Worker:
         self._running: dict[str, tuple[JobRecord, asyncio.Task[None]]] = {}
         self._why_cancelled: dict[str, str] = {}
         self._outbox: list[Release] = []
+        self._releasing: list[Release] = []  # the batch a release call is storing now
         self._outbox_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -527,7 +528,12 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
+                # Finished jobs whose outcome is not stored yet stay leased too: if the store
+                # refuses writes for a while, a reaper (this worker's own included) must
+                # not recover a job that has already run, and run it again.
+                waiting = [*self._releasing, *self._outbox]
                 leases = [record.lease for record, _ in self._running.values()]
+                leases += [release.lease for release in waiting]
                 renewal = await backend.extend_leases(self.id, leases, self.lease)
                 for job_id in renewal.lost:
                     self._interrupt(job_id, "lost")
@@ -569,8 +575,12 @@ class Worker:
         delay = 0.05
         while self._outbox:
             batch, self._outbox = self._outbox, []
+            self._releasing = batch
             try:
-                applied = await backend.release(self.id, batch)
+                try:
+                    applied = await backend.release(self.id, batch)
+                finally:
+                    self._releasing = []
             except BackendError:
                 self._outbox[:0] = batch  # keep every outcome: nothing acknowledged is lost
                 logger.exception(
