@@ -249,3 +249,18 @@ def test_retry_delay_grows_exponentially_with_jitter_and_a_cap() -> None:
         assert all(base * 0.5 <= d <= base for d in delays), (attempt, delays)
         assert len(set(delays)) > 1  # jittered
     assert flaky.retry_delay(40) <= MAX_RETRY_DELAY
+
+
+async def test_unique_jobs_match_the_same_call_however_it_is_spelled(uw: Underway) -> None:
+    @uw.task(unique=True)
+    async def export(account: int, fmt: str = "csv", *, full: bool = False) -> None: ...
+
+    first = await export.enqueue(7, "csv", full=True)
+    same = [
+        await export.enqueue(account=7, full=True),
+        await export.enqueue(full=True, account=7, fmt="csv"),
+        await export.enqueue(7, full=True),
+    ]
+    assert {job.id for job in same} == {first.id}
+    other = await export.enqueue(7, "json", full=True)
+    assert other.id != first.id

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
+import orjson
+
 from underway.job import NewJob, as_timedelta
 
 if TYPE_CHECKING:
@@ -41,6 +43,13 @@ def _positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in params if p.kind in kinds)
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
 
 
 def _module_name(fn: Callable[..., Any]) -> str:
@@ -128,6 +137,7 @@ class Task(Generic[P, R]):
         self.unique = bool(unique)
         self.executor: Executor = "async" if is_async else ("process" if process else "thread")
         self._param_names = _positional_names(fn)
+        self._signature = _signature(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -217,9 +227,22 @@ class Task(Generic[P, R]):
         base = self.retry_backoff * (2.0 ** min(attempt - 1, 20))
         return min(MAX_RETRY_DELAY, base) * random.uniform(0.5, 1.0)
 
-    def unique_key_for(self, payload: bytes) -> str:
-        """The unique key of a call with this serialized payload."""
-        return f"{self.name}:{hashlib.blake2b(payload, digest_size=16).hexdigest()}"
+    def unique_key_for(self, args: Sequence[Any], kwargs: Mapping[str, Any], payload: bytes) -> str:
+        """The unique key of a call: the same for every spelling of the same arguments.
+
+        ``f(7, full=True)``, ``f(account=7, full=True)`` and ``f(full=True, account=7)``
+        (with defaults filled in) share a key; when the call cannot be bound to the
+        signature or its arguments are not JSON, the serialized ``payload`` is the key.
+        """
+        canonical = payload
+        if self._signature is not None:
+            try:
+                bound = self._signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                canonical = orjson.dumps(bound.arguments, option=orjson.OPT_SORT_KEYS)
+            except (TypeError, orjson.JSONEncodeError):
+                pass
+        return f"{self.name}:{hashlib.blake2b(canonical, digest_size=16).hexdigest()}"
 
 
 def _non_negative(value: float | timedelta) -> timedelta:
@@ -245,7 +268,7 @@ class TaskCall(Generic[P, R]):
             scheduled_at = datetime.now(UTC) + opts.delay
         unique_key = opts.unique_key
         if unique_key is None and task.unique:
-            unique_key = task.unique_key_for(payload)
+            unique_key = task.unique_key_for(args, kwargs, payload)
         return NewJob(
             task_name=task.name,
             payload=payload,
