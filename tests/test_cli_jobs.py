@@ -266,3 +266,17 @@ def test_retried_jobs_run_again(store: Store) -> None:
     assert record.error is None and record.dead_reason is None and record.finished_at is None
     assert (record.status.value, record.attempts) == ("queued", 0)
     assert record.payload == b'{"args":["the disk is full"],"kwargs":{}}'
+
+
+def test_worker_options_are_checked_before_it_starts(store: Store) -> None:
+    for option, value in [("--concurrency", "0"), ("--lease", "0"), ("--grace", "-1")]:
+        result = CliRunner().invoke(main, ["worker", APP, option, value])
+        assert result.exit_code == 2, (option, result.output)
+        assert f"Invalid value for '{option}'" in result.output
+
+
+def test_loading_an_app_twice_adds_the_directory_to_the_path_once(store: Store) -> None:
+    before = sys.path.count(str(ROOT))
+    cli("jobs", "list", APP, "--json")
+    cli("jobs", "list", APP, "--json")
+    assert sys.path.count(str(ROOT)) <= max(before, 1)

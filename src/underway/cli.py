@@ -84,7 +84,8 @@ def demo(verbose: bool) -> None:
 
 def load_app(target: str) -> Underway:
     """Import ``module:attribute`` (or ``module``, finding its one ``Underway``)."""
-    sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -196,17 +197,26 @@ _JOB_HEADER = ["id", "task", "queue", "status", "tries", "enqueued", "progress"]
 @main.command()
 @click.argument("app_path", metavar="APP")
 @click.option("--queues", "-q", help="Comma-separated queues (default: every task's queue).")
-@click.option("--concurrency", "-c", default=10, show_default=True, help="Jobs run at once.")
+@click.option(
+    "--concurrency",
+    "-c",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs run at once.",
+)
 @click.option(
     "--lease",
     default=10.0,
     show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
     help="Seconds a job stays leased without a heartbeat.",
 )
 @click.option(
     "--grace",
     default=30.0,
     show_default=True,
+    type=click.FloatRange(min=0),
     help="Seconds running jobs get to finish on shutdown.",
 )
 @click.option("--no-schedules", is_flag=True, help="Do not claim the app's schedule ticks.")
