@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from tests.queue_apps.harness import KINDS, backend_url, running
-from underway import Job, JobCancelled, JobFailed, JobStatus, Underway
+from underway import Job, JobCancelled, JobFailed, JobStatus, Underway, UnderwayError
 
 
 @pytest.fixture(params=KINDS)
@@ -149,3 +149,20 @@ async def test_get_job_returns_a_handle_or_none(uw: Underway) -> None:
     assert again.progress is None and again.progress_message is None
     assert repr(again) == f"<Job {job.id} {report.name!r} queued>"
     assert await uw.get_job("0" * 32) is None
+
+
+async def test_result_of_a_job_purged_meanwhile_raises_instead_of_waiting_forever(
+    uw: Underway,
+) -> None:
+    @uw.task
+    async def short() -> int:
+        return 1
+
+    job = await short.enqueue()
+    stale = await uw.get_job(job.id)  # a snapshot taken while it waited
+    assert stale is not None
+    async with running(uw):
+        await job.result(timeout=5)
+    assert await (await uw.backend()).purge(timedelta(0)) == 1
+    with pytest.raises(UnderwayError, match=f"job {job.id} .* no longer in the store"):
+        await asyncio.wait_for(stale.result(), 2)

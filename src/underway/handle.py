@@ -168,7 +168,14 @@ class Job(Generic[R]):
             pause = delay if deadline is None else min(delay, max(0.0, deadline - loop.time()))
             await asyncio.sleep(pause)
             delay = min(delay * 1.5, 0.25)
-            await self.refresh()
+            record = await self._app.backend_record(self.id)
+            if record is None:
+                # Finished and purged between two looks: waiting on would never end.
+                raise UnderwayError(
+                    f"job {self.id} of task {self.task_name!r} is no longer in the store "
+                    "(purged after it finished, or the store was replaced); its result is lost."
+                )
+            self._record = record
         if self.status is JobStatus.SUCCEEDED:
             data = self._record.result
             return cast(R, None if data is None else self._app.serializer.loads_result(data))
