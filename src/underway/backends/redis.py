@@ -183,14 +183,17 @@ class RedisBackend(Backend):
             except (rx.AuthenticationError, rx.AuthorizationError) as exc:
                 raise BackendError(f"Redis at {self.where} refused to log in: {exc}") from exc
             except (rx.ConnectionError, rx.TimeoutError) as exc:
-                if loop.time() + delay > deadline or self._client is None:
+                left = deadline - loop.time()
+                if left <= 0 or self._client is None:
                     raise BackendError(
                         f"Redis at {self.where} is unreachable: {what} failed after retrying "
                         f"for {self.retry_for:g} s ({type(exc).__name__}: {exc})"
                     ) from exc
-                if delay == 0.02:
-                    logger.warning("Redis at %s: %s failed (%s); retrying.", self.where, what, exc)
-                await asyncio.sleep(delay)
+                # A pooled connection the server closed fails once and is replaced: a
+                # second failure in a row is worth one warning per call.
+                log = logger.warning if delay == 0.04 else logger.debug
+                log("Redis at %s: %s failed (%s); retrying.", self.where, what, exc)
+                await asyncio.sleep(min(delay, left))
                 delay = min(delay * 2, 0.5)
             except rx.ResponseError as exc:
                 message = str(exc)
