@@ -7,6 +7,7 @@ Periodic loops (:func:`loop`), run standalone with :func:`run`; durable jobs and
 from __future__ import annotations
 
 from underway.app import Underway
+from underway.background import BackgroundTasks
 from underway.clock import Clock, SystemClock, VirtualClock
 from underway.context import JobContext, current_job
 from underway.errors import LoopError, UnderwayError
@@ -18,6 +19,7 @@ from underway.task import Task
 from underway.worker import Worker
 
 __all__ = [
+    "BackgroundTasks",
     "Clock",
     "Job",
     "JobCancelled",

@@ -1,0 +1,672 @@
+"""After-response tasks: ``underway.BackgroundTasks``, Starlette's API without its pitfalls.
+
+``add_task(func, *args, **kwargs)`` records a call; after the response body is sent, the
+tasks run in the order they were added, ``async def`` functions awaited on the event loop
+and plain functions in a thread, never on the event loop. What differs from
+``starlette.background``:
+
+* a task that raises is logged at ERROR with its name and traceback, and the tasks after
+  it still run (Starlette stops at the first failure and leaves the rest unrun);
+* consecutive plain functions of one response share one trip to a thread instead of
+  paying one each;
+* a run cut short (its request cancelled, or the application shut down past its grace
+  period) logs at ERROR the name of every task that did not finish;
+* with a :class:`BackgroundRunner` (``underway.starlette.install(app)`` and
+  ``underway.fastapi.install(app)`` start one in the app's lifespan), the plain functions
+  that end a response's list go to the runner's own threads in one batch per turn of the
+  event loop and the request does not wait for them, and shutdown drains every task
+  within a grace period.
+
+When Starlette is installed, :class:`BackgroundTasks` and :class:`BackgroundTask` are
+subclasses of Starlette's, accepted wherever Starlette's are (``Response(background=...)``);
+underway itself does not need Starlette.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, cast
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_MAX_THREADS",
+    "BackgroundRunner",
+    "BackgroundTask",
+    "BackgroundTasks",
+]
+
+logger = logging.getLogger("underway.background")
+
+P = ParamSpec("P")
+
+#: Seconds that after-response tasks get to finish once the application shuts down.
+DEFAULT_GRACE = 30.0
+#: Threads a runner may start for plain functions; Starlette's thread pool has as many.
+DEFAULT_MAX_THREADS = 40
+# How often a runner whose threads are all busy checks whether they are stuck on blocking
+# calls (no task started since the last look) and starts another thread if so.
+_STALL_CHECK = 0.01
+# How long cancelled tasks get to unwind once the grace period has run out.
+_UNWIND = 1.0
+
+_current_runner: contextvars.ContextVar[BackgroundRunner | None] = contextvars.ContextVar(
+    "underway_background_runner", default=None
+)
+
+
+class _Task(Protocol):
+    """What a run needs of a task: Starlette's ``BackgroundTask`` has it too."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    is_async: bool
+
+
+def task_name(func: object) -> str:
+    """Return the name that logs use for a task: ``module.qualified_name`` of its function.
+
+    ``functools.partial`` objects are named after the function they wrap; a callable object
+    after its class.
+    """
+    while isinstance(func, functools.partial):
+        func = func.func
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(qualname, str):
+        qualname = type(func).__qualname__
+    module = getattr(func, "__module__", None) or type(func).__module__
+    return f"{module}.{qualname}" if module and module != "builtins" else qualname
+
+
+def _is_async_callable(func: object) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    call = getattr(type(func), "__call__", None)  # noqa: B004 - an async __call__, if any
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+
+
+def _check_callable(func: object) -> None:
+    if not callable(func):
+        raise TypeError(
+            f"add_task() needs the function to call after the response, but got {func!r} "
+            f"(a {type(func).__name__} object). Pass the function and its arguments "
+            "separately, as in add_task(write_log, 'message'), not the result of calling it."
+        )
+
+
+if TYPE_CHECKING:
+    from starlette.background import BackgroundTask as _StarletteTask
+    from starlette.background import BackgroundTasks as _StarletteTasks
+else:
+    try:
+        from starlette.background import BackgroundTask as _StarletteTask
+        from starlette.background import BackgroundTasks as _StarletteTasks
+    except ModuleNotFoundError:  # underway works without Starlette: the same bases, minimal
+
+        class _StarletteTask:
+            def __init__(self, func, *args, **kwargs):
+                self.func = func
+                self.args = args
+                self.kwargs = kwargs
+                self.is_async = _is_async_callable(func)
+
+        class _StarletteTasks(_StarletteTask):
+            pass
+
+
+class BackgroundTask(_StarletteTask):
+    """One call to make after the response: a function and its arguments.
+
+    Attributes:
+        func: The function, plain or ``async def``.
+        args: Its positional arguments.
+        kwargs: Its keyword arguments.
+        is_async: Whether ``func`` is awaited on the event loop (else it runs in a thread).
+    """
+
+    def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Record ``func(*args, **kwargs)``.
+
+        Raises:
+            TypeError: ``func`` is not callable.
+        """
+        _check_callable(func)
+        super().__init__(func, *args, **kwargs)
+
+    async def __call__(self) -> None:
+        """Run the task as a one-task :class:`BackgroundTasks` would."""
+        await BackgroundTasks([self])()
+
+
+class BackgroundTasks(_StarletteTasks):
+    """The tasks to run after one response, in the order they were added.
+
+    Pass it as a response's ``background``; FastAPI users annotate a parameter with
+    ``underway.fastapi.BackgroundTasks`` instead, as they would with FastAPI's own.
+
+    Attributes:
+        tasks: The tasks added so far.
+    """
+
+    def __init__(self, tasks: Sequence[_StarletteTask] | None = None) -> None:
+        """Start with ``tasks`` (objects with ``func``, ``args``, ``kwargs``, ``is_async``)."""
+        self.tasks = list(tasks) if tasks else []
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Call ``func(*args, **kwargs)`` after the response has been sent.
+
+        Raises:
+            TypeError: ``func`` is not callable.
+        """
+        self.tasks.append(BackgroundTask(func, *args, **kwargs))
+
+    async def __call__(self) -> None:
+        """Run the tasks; the application calls this once the response body is sent.
+
+        A task that raises is logged and does not stop the others. With a
+        :class:`BackgroundRunner` bound to the request, the plain functions at the end of
+        the list are handed to its threads and this returns without waiting for them.
+        """
+        if not self.tasks:
+            return
+        run = _Run(self.tasks)
+        runner = _current_runner.get()
+        if runner is not None and runner._accepts():
+            await runner._run(run)
+        else:
+            await _drive(run, _hop_inline, len(run.tasks))
+
+
+class _Run:
+    """The tasks of one response and how far they have got.
+
+    ``position`` is the index of the task running or next to run; a worker thread moves it
+    through plain functions while the event loop may read it for a report.
+    """
+
+    __slots__ = ("position", "reported", "started", "stopped", "tasks")
+
+    def __init__(self, tasks: Iterable[object]) -> None:
+        # Ours or Starlette's BackgroundTask objects: both have what _Task describes.
+        self.tasks = cast("list[_Task]", list(tasks))
+        self.position = 0
+        self.started = False  # whether tasks[position] has begun
+        self.stopped = False  # set when the run is given up: no further task starts
+        self.reported = False  # whether its unfinished tasks have been logged
+
+    def sync_tail(self) -> int:
+        """Index of the first of the plain functions that end the list (its length if none)."""
+        tail = len(self.tasks)
+        while tail > 0 and not self.tasks[tail - 1].is_async:
+            tail -= 1
+        return tail
+
+    def sync_end(self) -> int:
+        """Index after the plain functions that start at ``position``."""
+        end = self.position
+        while end < len(self.tasks) and not self.tasks[end].is_async:
+            end += 1
+        return end
+
+    def unfinished(self) -> list[tuple[str, str]]:
+        """``(name, "running" | "not started")`` for each task that has not finished."""
+        return [
+            (task_name(task.func), "running" if i == 0 and self.started else "not started")
+            for i, task in enumerate(self.tasks[self.position :])
+        ]
+
+    def give_up(self, why: str) -> list[tuple[str, str]]:
+        """Start no further task; log what is unfinished, unless that was done before."""
+        self.stopped = True
+        unfinished = self.unfinished()
+        if not self.reported:
+            self.reported = True
+            _report_unfinished(unfinished, why)
+        return unfinished
+
+    def call_sync(self, end: int) -> None:
+        """Call the plain functions up to ``end``, in the calling (worker) thread."""
+        tasks = self.tasks
+        while self.position < end and not self.stopped:
+            task = tasks[self.position]
+            self.started = True
+            try:
+                task.func(*task.args, **task.kwargs)
+            except BaseException:  # a worker thread has nobody else to report to
+                _log_failure(task)
+            self.started = False
+            self.position += 1
+
+
+def _log_failure(task: _Task) -> None:
+    name = task_name(task.func)
+    logger.error(
+        "After-response task %s failed; the tasks after it still run.",
+        name,
+        exc_info=True,
+        extra={"underway_task": name},
+    )
+
+
+def _report_unfinished(unfinished: list[tuple[str, str]], why: str) -> None:
+    if not unfinished:
+        return
+    listing = ", ".join(f"{name} ({state})" for name, state in unfinished)
+    logger.error(
+        "%d after-response task(s) did not finish because %s: %s.",
+        len(unfinished),
+        why,
+        listing,
+        extra={"underway_unfinished": [name for name, _ in unfinished]},
+    )
+
+
+Hop = Callable[["_Run", int], Awaitable[None]]
+
+
+async def _drive(run: _Run, hop: Hop, stop: int) -> None:
+    """Run the tasks before ``stop``: coroutines here, plain functions through ``hop``.
+
+    If the run is interrupted (the request task is cancelled), what did not finish is
+    logged by name before the interruption goes on.
+    """
+    tasks = run.tasks
+    try:
+        while run.position < stop and not run.stopped:
+            task = tasks[run.position]
+            if not task.is_async:
+                await hop(run, run.sync_end())
+                continue
+            run.started = True
+            try:
+                await task.func(*task.args, **task.kwargs)
+            except Exception:
+                _log_failure(task)
+            run.started = False
+            run.position += 1
+    except BaseException as exc:
+        run.give_up(f"they were interrupted ({type(exc).__name__})")
+        raise
+
+
+async def _hop_inline(run: _Run, end: int) -> None:
+    """Call plain functions in a thread of anyio's pool, as Starlette would, but once."""
+    try:
+        import anyio.to_thread  # present wherever Starlette is
+    except ModuleNotFoundError:
+        await asyncio.to_thread(run.call_sync, end)
+    else:
+        await anyio.to_thread.run_sync(run.call_sync, end)
+
+
+class _Job:
+    """Plain functions of one run, from ``run.position`` up to ``end``, for a worker."""
+
+    __slots__ = ("context", "end", "future", "run")
+
+    def __init__(
+        self, run: _Run, end: int, context: contextvars.Context, future: asyncio.Future[None] | None
+    ) -> None:
+        self.run = run
+        self.end = end
+        self.context = context
+        self.future = future  # set when the event loop waits for this job (async tasks follow)
+
+
+class _Workers:
+    """Threads that call the plain functions of many responses.
+
+    The event loop collects jobs during one turn and hands them over at its end, waking at
+    most one sleeping thread; the thread that takes a job wakes another while work is
+    left. Starlette's way, a trip through anyio's thread pool for each task with two wake-ups
+    of the event loop, costs an endpoint about half its throughput; this costs a few
+    microseconds per response. Threads start as needed: the first with the first job, more
+    only when every thread is stuck in a call (none started a job for a while) and jobs
+    wait, so a slow task does not hold up the others.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_threads: int) -> None:
+        self._loop = loop
+        self._max_threads = max_threads
+        self._lock = threading.Lock()
+        self._wakeup = threading.Semaphore(0)
+        self._queue: deque[_Job] = deque()
+        self._active: set[_Job] = set()  # handed over, not finished
+        self._pending: list[_Job] = []  # collected this turn of the event loop
+        self._threads: list[threading.Thread] = []
+        self._sleeping = 0
+        self._started = 0  # jobs taken by a thread, ever
+        self._seen_started = -1
+        self._stall_check: asyncio.TimerHandle | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._closing = False
+
+    # Event-loop side.
+
+    def submit(self, job: _Job) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._hand_over)
+        self._pending.append(job)
+
+    def _hand_over(self) -> None:
+        batch, self._pending = self._pending, []
+        if self._closing:
+            return  # the runner gave up on these; drain() has named them
+        with self._lock:
+            self._queue.extend(batch)
+            self._active.update(batch)
+            wake = self._sleeping > 0
+            if wake:
+                self._sleeping -= 1
+        if wake:
+            self._wakeup.release()
+        elif not self._threads:
+            self._start_thread()
+        if self._stall_check is None:
+            self._stall_check = self._loop.call_later(_STALL_CHECK, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall_check = None
+        with self._lock:
+            if not self._queue:
+                return
+            stuck = self._started == self._seen_started
+            self._seen_started = self._started
+            wake = self._sleeping > 0
+            if wake:
+                self._sleeping -= 1
+        if wake:
+            self._wakeup.release()
+        elif stuck and len(self._threads) < self._max_threads:
+            self._start_thread()
+        self._stall_check = self._loop.call_later(_STALL_CHECK, self._check_stall)
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._work, name=f"underway-background-{len(self._threads) + 1}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def busy(self) -> bool:
+        return bool(self._pending or self._active)
+
+    def jobs(self) -> list[_Job]:
+        with self._lock:
+            return [*self._active, *self._pending]
+
+    def idle(self) -> asyncio.Future[None]:
+        """A future that is done once no job is pending or running."""
+        waiter = self._loop.create_future()
+        with self._lock:  # a thread finishing the last job reads the waiters under it too
+            if self.busy():
+                self._idle_waiters.append(waiter)
+            else:
+                waiter.set_result(None)
+        return waiter
+
+    def _check_idle(self) -> None:
+        if self.busy():
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            _resolve(waiter)
+
+    def close(self) -> None:
+        """Let every thread end once the jobs still running are done; drop queued ones."""
+        if self._stall_check is not None:
+            self._stall_check.cancel()
+            self._stall_check = None
+        with self._lock:
+            self._closing = True
+            self._queue.clear()
+            sleeping, self._sleeping = self._sleeping, 0
+        for _ in range(sleeping):
+            self._wakeup.release()
+
+    # Worker side.
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                job = self._queue.popleft() if self._queue else None
+                if job is None:
+                    if self._closing:
+                        return
+                    self._sleeping += 1
+                else:
+                    self._started += 1
+                    spread = bool(self._queue) and self._sleeping > 0
+                    if spread:
+                        self._sleeping -= 1
+            if job is None:
+                self._wakeup.acquire()
+                continue
+            if spread:
+                self._wakeup.release()
+            job.context.run(job.run.call_sync, job.end)
+            with self._lock:
+                self._active.discard(job)
+                notify_idle = not self._active and bool(self._idle_waiters)
+            if job.future is not None:
+                self._loop.call_soon_threadsafe(_resolve, job.future)
+            if notify_idle:
+                self._loop.call_soon_threadsafe(self._check_idle)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _seconds(value: float | timedelta, what: str) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {value!r}.")
+    if value < 0:
+        raise ValueError(f"{what} must be 0 or more seconds, not {value}.")
+    return float(value)
+
+
+class BackgroundRunner:
+    """Runs the after-response tasks of one application and drains them at shutdown.
+
+    ``underway.starlette.install(app)`` (or ``underway.fastapi.install(app)``) runs one in
+    the app's lifespan and binds it to every request, which is all most applications need.
+    Used directly: ``async with BackgroundRunner() as runner:`` starts it on the running
+    event loop and drains it on exit; responses use it while a context binds it
+    (:meth:`bind`, which ``underway.starlette.BackgroundMiddleware`` calls per request).
+
+    Coroutines run in the request that sent the response, right after its body, as in
+    Starlette; the plain functions that end a response's list go to the runner's threads
+    and the request does not wait for them (plain functions followed by a coroutine are
+    waited for, to keep the order). The runner keeps track of both, so that :meth:`drain`
+    can wait for them. Once draining has begun, responses run their tasks as if no runner
+    were bound.
+    """
+
+    def __init__(
+        self, *, grace: float | timedelta = DEFAULT_GRACE, max_threads: int = DEFAULT_MAX_THREADS
+    ) -> None:
+        """Create a runner; it starts with ``async with`` or :meth:`start`.
+
+        Args:
+            grace: How long :meth:`drain` waits for unfinished tasks before it gives up on
+                them (seconds or a timedelta).
+            max_threads: The most threads that call plain functions at once.
+
+        Raises:
+            TypeError: An argument has the wrong type.
+            ValueError: ``grace`` is negative or ``max_threads`` is less than 1.
+        """
+        self.grace = _seconds(grace, "grace")
+        if isinstance(max_threads, bool) or not isinstance(max_threads, int):
+            raise TypeError(f"max_threads must be an int, not {max_threads!r}.")
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be 1 or more, not {max_threads}.")
+        self.max_threads = max_threads
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: _Workers | None = None
+        self._inline: dict[_Run, asyncio.Task[Any] | None] = {}  # runs in their request
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._open = False
+
+    def start(self) -> None:
+        """Start taking tasks on the running event loop.
+
+        Raises:
+            RuntimeError: No event loop is running, or the runner was started before.
+        """
+        if self._loop is not None:
+            raise RuntimeError("This BackgroundRunner was started before; create a new one.")
+        self._loop = asyncio.get_running_loop()
+        self._open = True
+
+    async def __aenter__(self) -> BackgroundRunner:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.drain()
+
+    def bind(self) -> contextvars.Token[BackgroundRunner | None]:
+        """Make responses sent in the current context hand their tasks to this runner.
+
+        Returns:
+            A token to pass to :meth:`unbind`.
+        """
+        return _current_runner.set(self)
+
+    @staticmethod
+    def unbind(token: contextvars.Token[BackgroundRunner | None]) -> None:
+        """Undo the :meth:`bind` that returned ``token``."""
+        _current_runner.reset(token)
+
+    def _accepts(self) -> bool:
+        try:
+            return self._open and asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # not on an asyncio event loop (trio): run as if unbound
+            return False
+
+    async def _run(self, run: _Run) -> None:
+        tail = run.sync_tail()
+        if tail:
+            self._inline[run] = asyncio.current_task()
+            try:
+                await _drive(run, self._hop, tail)
+            finally:
+                del self._inline[run]
+                if not self._inline and self._idle_waiters:
+                    self._check_idle()
+        if tail < len(run.tasks) and not run.stopped:
+            self._threads().submit(_Job(run, len(run.tasks), contextvars.copy_context(), None))
+
+    def _threads(self) -> _Workers:
+        if self._workers is None:
+            assert self._loop is not None
+            self._workers = _Workers(self._loop, self.max_threads)
+        return self._workers
+
+    async def _hop(self, run: _Run, end: int) -> None:
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._threads().submit(_Job(run, end, contextvars.copy_context(), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            run.stopped = True  # the thread finishes the function it is in, then stops
+            raise
+
+    def busy(self) -> bool:
+        """Whether a task given to the runner has not finished yet."""
+        return bool(self._inline) or (self._workers is not None and self._workers.busy())
+
+    def _idle_futures(self) -> list[asyncio.Future[None]]:
+        assert self._loop is not None
+        futures = []
+        if self._inline:
+            waiter = self._loop.create_future()
+            self._idle_waiters.append(waiter)
+            futures.append(waiter)
+        if self._workers is not None and self._workers.busy():
+            futures.append(self._workers.idle())
+        return futures
+
+    def _check_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            _resolve(waiter)
+
+    async def wait_idle(self) -> None:
+        """Wait until every task given to the runner so far has finished.
+
+        Tests call it between a request and their checks; it does not stop the runner.
+        """
+        while self.busy():
+            await asyncio.wait(self._idle_futures())
+
+    async def drain(self) -> list[str]:
+        """Stop taking tasks and wait up to the grace period for those taken to finish.
+
+        Then the runner gives up on the rest: one ERROR record names each unfinished task
+        and whether it was running or not started; coroutines are cancelled (by cancelling
+        the request task that runs them) and plain functions not started are dropped. A
+        plain function already running in a thread cannot be interrupted; it goes on until
+        it returns or the process exits.
+
+        Returns:
+            The names of the tasks that did not finish; empty when all did.
+        """
+        if self._loop is None or not self._open:
+            return []
+        self._open = False
+        loop = self._loop
+        deadline = loop.time() + self.grace
+        while self.busy():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(self._idle_futures(), timeout=remaining)
+        unfinished: list[str] = []
+        if self.busy():
+            unfinished = self._give_up()
+            current = asyncio.current_task()
+            for task in set(self._inline.values()):
+                if task is not None and task is not current:
+                    task.cancel()
+            if self._inline:
+                await asyncio.wait(self._idle_futures(), timeout=_UNWIND)
+        if self._workers is not None:
+            self._workers.close()
+        return unfinished
+
+    def _give_up(self) -> list[str]:
+        runs = list(self._inline)
+        if self._workers is not None:
+            # Jobs that an inline run waits for are part of that run, listed above.
+            runs += [job.run for job in self._workers.jobs() if job.future is None]
+        unfinished = [run.unfinished() for run in runs]
+        for run in runs:
+            run.stopped = True
+            run.reported = True
+        _report_unfinished(
+            [item for items in unfinished for item in items],
+            f"the application shut down and the grace period of {self.grace:g} s ran out "
+            "(a plain function already running goes on in its thread until it returns)",
+        )
+        return [name for items in unfinished for name, _ in items]

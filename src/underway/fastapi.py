@@ -1,0 +1,86 @@
+"""FastAPI glue: ``BackgroundTasks`` that FastAPI injects, and ``install(app)``.
+
+Change one import and the endpoints stay as they are::
+
+    from fastapi import FastAPI
+    from underway.fastapi import BackgroundTasks   # was: from fastapi import BackgroundTasks
+
+    @app.post("/items")
+    async def create_item(name: str, background_tasks: BackgroundTasks):
+        background_tasks.add_task(write_log, f"created {name}")
+        return {"message": "ok"}
+
+``BackgroundTasks`` here is ``Annotated[underway.BackgroundTasks, Depends(...)]``: FastAPI
+resolves it as a dependency, once per request, so the endpoint and every dependency that
+asks for it share one :class:`underway.BackgroundTasks` (also when the parameter is written
+``background_tasks: BackgroundTasks = None``). Its tasks run when FastAPI's own background
+tasks would: after the response is sent, and not at all when the endpoint raises, since no
+response of its own is sent then.
+
+A parameter annotated with ``underway.BackgroundTasks`` itself is not this: FastAPI treats
+every subclass of Starlette's ``BackgroundTasks`` as its own and passes a
+``fastapi.BackgroundTasks``. Import the annotation from this module.
+
+``install(app)`` adds what :func:`underway.starlette.install` does: a runner in the app's
+lifespan that takes the tasks when the response is sent and drains them at shutdown.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, TypeAlias
+
+from fastapi import Depends, FastAPI
+from starlette.background import BackgroundTasks as StarletteBackgroundTasks
+
+from underway import background
+from underway import starlette as _starlette
+from underway.background import DEFAULT_GRACE, DEFAULT_MAX_THREADS
+
+__all__ = ["BackgroundTasks", "install"]
+
+
+async def request_background_tasks(
+    fastapi_tasks: StarletteBackgroundTasks,
+) -> background.BackgroundTasks:
+    """Return the request's :class:`underway.BackgroundTasks`, attached to its response.
+
+    The dependency behind :data:`BackgroundTasks`; FastAPI caches it per request. The
+    instance goes into the background tasks FastAPI gives the response, so it runs when
+    they do.
+    """
+    tasks = background.BackgroundTasks()
+    fastapi_tasks.add_task(tasks)
+    return tasks
+
+
+#: Annotate an endpoint or dependency parameter with it to receive the request's tasks.
+BackgroundTasks: TypeAlias = Annotated[
+    background.BackgroundTasks, Depends(request_background_tasks)
+]
+
+
+def install(
+    app: FastAPI,
+    *,
+    grace: float | timedelta = DEFAULT_GRACE,
+    max_threads: int = DEFAULT_MAX_THREADS,
+) -> None:
+    """Run ``app``'s after-response tasks in a runner that its lifespan drains at shutdown.
+
+    Call it once, after creating the app and before it serves. The app's own lifespan (or
+    its startup and shutdown handlers) is kept: it starts before the runner and ends after
+    the runner has drained, so tasks can still use what it set up.
+
+    Args:
+        app: The FastAPI application.
+        grace: How long shutdown waits for unfinished after-response tasks (seconds or a
+            timedelta); what is still unfinished then is named in an ERROR record.
+        max_threads: The most threads calling plain ``def`` tasks at once.
+
+    Raises:
+        TypeError: ``app`` is not a FastAPI (or Starlette) app, or an argument has the
+            wrong type.
+        ValueError: ``app`` already has it, ``grace`` is negative, or ``max_threads`` < 1.
+    """
+    _starlette.install(app, grace=grace, max_threads=max_threads)
