@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from tests.dashboard.conftest import TOKEN, Tasks, run_until_idle
 from tests.subprocess_helpers import Child
 from underway import JobStatus, Underway
+from underway.backends import backend_from_url
 from underway.cli import main
-from underway.dashboard.stats import chart
-from underway.job import JobRecord
+from underway.dashboard.stats import PAGE, chart, recent_finished
+from underway.job import JobRecord, NewJob, Outcome, Release
 
 UTC = timezone.utc
 
@@ -194,3 +195,39 @@ def test_underway_dashboard_serves_with_a_printed_or_given_token(
         code, output = child.finish()
     assert code in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal after a clean exit
     assert "Application shutdown complete" in output
+
+
+async def test_the_chart_marks_minutes_it_could_not_read_fully(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    clock = [now]
+    backend = backend_from_url(f"sqlite:///{tmp_path / 'busy.db'}", clock=lambda: clock[0])
+    await backend.open()
+    # 600 jobs, one finishing every 5 s over the last 50 minutes: more than one page.
+    clock[0] = now - timedelta(minutes=51)
+    await backend.enqueue_many([NewJob("t", b"{}") for _ in range(600)])
+    records = await backend.acquire(["default"], "w", 600, timedelta(hours=2))
+    for i in range(0, 600, 10):  # in batches of ten that finish together
+        clock[0] = now - timedelta(seconds=5 * (600 - i))
+        batch = [Release(r.lease, Outcome.success(b"null")) for r in records[i : i + 10]]
+        assert await backend.release("w", batch) == [True] * 10
+    clock[0] = now
+    read = await recent_finished(backend, since=now - timedelta(hours=1), cap=PAGE)
+    assert len(read.records) == PAGE  # the newest page only
+    assert read.complete_from is not None
+    assert now - read.complete_from == pytest.approx(
+        timedelta(seconds=5 * PAGE), abs=timedelta(seconds=50)
+    )
+    drawn = chart(read.records, now, complete_from=read.complete_from)
+    partial = [bar for bar in drawn.bars if bar.partial]
+    complete = [bar for bar in drawn.bars if not bar.partial]
+    assert partial and complete
+    assert all(bar.succeeded == 0 and bar.failure_rate is None for bar in partial)
+    assert complete[0].start >= read.complete_from
+    assert drawn.total_succeeded == sum(
+        1 for r in read.records if r.finished_at and r.finished_at >= complete[0].start
+    )
+    everything = await recent_finished(backend, since=now - timedelta(hours=1))
+    assert everything.complete_from is None
+    assert len(everything.records) == 600
+    assert chart(everything.records, now).total_succeeded == 600
+    await backend.close()

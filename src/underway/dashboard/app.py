@@ -339,7 +339,8 @@ class _Views:
         queues = await stats.queue_rows(backend)
         running = await stats.running_jobs(backend)
         workers = await stats.worker_rows(backend, now, self.stale_after, running)
-        chart = stats.chart(await stats.recent_finished(backend), now)
+        finished = await stats.recent_finished(backend, since=now - timedelta(hours=1, minutes=1))
+        chart = stats.chart(finished.records, now, complete_from=finished.complete_from)
         return self.render(
             request,
             "overview.html",

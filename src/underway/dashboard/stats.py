@@ -7,6 +7,7 @@ that a page costs the same on a store of a thousand jobs or ten million.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from underway.schedules import Schedule
 __all__ = [
     "STATUS_ORDER",
     "Chart",
+    "Finished",
     "QueueRow",
     "ScheduleRow",
     "WorkerRow",
@@ -77,20 +79,44 @@ async def running_jobs(backend: Backend, limit: int = MAX_RUNNING) -> list[JobRe
     return await backend.list_jobs(status=JobStatus.RUNNING, limit=limit)
 
 
-async def recent_finished(backend: Backend, per_status: int = 1000) -> list[JobRecord]:
-    """Return up to ``per_status`` of the newest succeeded, failed and dead jobs each."""
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Finished jobs read for the chart.
+
+    Attributes:
+        records: Succeeded, failed and dead jobs, newest first per status.
+        complete_from: ``None`` when every job that finished since the chart's start was
+            read; otherwise the time from which the read is complete (more jobs finished
+            in the hour than the read's cap, so older minutes would be undercounted).
+    """
+
+    records: list[JobRecord]
+    complete_from: datetime | None
+
+
+async def recent_finished(backend: Backend, since: datetime, cap: int = 5000) -> Finished:
+    """Read the jobs that finished since ``since``: at most ``cap`` per final status.
+
+    Jobs are listed newest enqueued first, so a status is read until a page reaches jobs
+    enqueued before ``since`` (a job enqueued earlier that finished later, such as a long
+    or delayed one, may be missed), or until ``cap``.
+    """
     records: list[JobRecord] = []
+    complete_from: datetime | None = None
     for status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DEAD):
         offset = 0
-        while offset < per_status:
-            page = await backend.list_jobs(
-                status=status, limit=min(PAGE, per_status - offset), offset=offset
-            )
+        while True:
+            page = await backend.list_jobs(status=status, limit=PAGE, offset=offset)
             records.extend(page)
-            if len(page) < PAGE:
+            if len(page) < PAGE or page[-1].enqueued_at < since:
                 break
-            offset += len(page)
-    return records
+            offset += PAGE
+            if offset >= cap:
+                oldest = min((r.finished_at for r in page if r.finished_at), default=None)
+                if oldest is not None and (complete_from is None or oldest > complete_from):
+                    complete_from = oldest
+                break
+    return Finished(records, complete_from)
 
 
 # -- the throughput chart -------------------------------------------------------------------
@@ -109,10 +135,13 @@ class Bar:
     ok_height: float
     fail_y: float
     fail_height: float
+    partial: bool = False
 
     @property
     def failure_rate(self) -> float | None:
         """Failed (and dead) over all finished jobs in the bucket; ``None`` if none."""
+        if self.partial:
+            return None
         total = self.succeeded + self.failed
         return None if total == 0 else self.failed / total
 
@@ -133,6 +162,7 @@ class Chart:
     minutes: int
     total_succeeded: int
     total_failed: int
+    complete_from: datetime | None = None
 
     @property
     def failure_rate(self) -> float | None:
@@ -158,21 +188,32 @@ def chart(
     minutes: int = 60,
     width: int = 1160,
     height: int = 220,
+    complete_from: datetime | None = None,
 ) -> Chart:
     """Lay out finished jobs per minute over the last ``minutes`` minutes.
 
     Bars stack succeeded (bottom) and failed or dead (top) jobs by their ``finished_at``;
-    a line draws the failure rate of each minute against a 0-100 % scale.
+    a line draws the failure rate of each minute against a 0-100 % scale. Minutes that
+    begin before ``complete_from`` (see :class:`Finished`) are marked partial: not drawn,
+    and left out of the totals, so that an incomplete read never shows as a dip or a
+    failure spike.
     """
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - timedelta(minutes=minutes)
     ok = [0] * minutes
     bad = [0] * minutes
+    first_complete = 0
+    if complete_from is not None:
+        first_complete = min(
+            max(math.ceil((complete_from - start).total_seconds() / 60), 0), minutes
+        )
     for record in records:
         finished = record.finished_at
         if finished is None or not start <= finished < end:
             continue
         index = int((finished - start).total_seconds() // 60)
+        if index < first_complete:
+            continue
         if record.status is JobStatus.SUCCEEDED:
             ok[index] += 1
         else:
@@ -197,6 +238,7 @@ def chart(
             ok_height=round(ok_height, 2),
             fail_y=round(bottom - ok_height - fail_height, 2),
             fail_height=round(fail_height, 2),
+            partial=i < first_complete,
         )
         bars.append(bar)
         rate = bar.failure_rate
@@ -216,6 +258,7 @@ def chart(
         minutes=minutes,
         total_succeeded=sum(ok),
         total_failed=sum(bad),
+        complete_from=complete_from if first_complete else None,
     )
 
 
