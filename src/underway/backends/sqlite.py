@@ -79,7 +79,7 @@ class SQLiteBackend(Backend):
         *,
         clock: Clock = utc_now,
         busy_timeout: float = 5.0,
-        poll_interval: float = 0.2,
+        poll_interval: float = 0.05,
         synchronous: str = "full",
     ) -> None:
         """Create a backend for the database at ``path`` (``":memory:"`` for a private one).
@@ -131,7 +131,7 @@ class SQLiteBackend(Backend):
                 path,
                 clock=clock,
                 busy_timeout=float(options.get("busy_timeout", 5.0)),
-                poll_interval=float(options.get("poll_interval", 0.2)),
+                poll_interval=float(options.get("poll_interval", 0.05)),
                 synchronous=options.get("synchronous", "full"),
             )
         except ValueError as exc:
