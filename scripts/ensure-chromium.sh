@@ -21,5 +21,5 @@ if [ "$(id -u)" != "0" ]; then
 fi
 echo "ensure-chromium: CI=true and Chromium is missing: installing Debian's chromium." >&2
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium
-"$chromium" --version
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+chromium --version

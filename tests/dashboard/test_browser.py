@@ -25,13 +25,18 @@ from underway.job import JobRecord
 
 
 @pytest.fixture(scope="module")
-def browser_page(live: tuple[LiveServer, Tasks]) -> Iterator[tuple[Page, list[str]]]:
+def chromium() -> str:
+    """Chromium's path; asked for first, so that a skip starts no server."""
+    return chromium_path()
+
+
+@pytest.fixture(scope="module")
+def browser_page(chromium: str, live: tuple[LiveServer, Tasks]) -> Iterator[tuple[Page, list[str]]]:
     """A logged-in Chromium page, and the console errors it has logged."""
-    executable = chromium_path()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     server, _ = live
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1360, "height": 900})
         page = context.new_page()
         page.set_default_timeout(10_000)

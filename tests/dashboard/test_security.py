@@ -13,6 +13,7 @@ from starlette.routing import Route
 from tests.dashboard.conftest import TOKEN, Tasks, client_for, run_until_idle
 from underway import JobStatus, Underway
 from underway.dashboard import create_dashboard, mount
+from underway.dashboard.guard import _loopback
 from underway.dashboard.security import COOKIE_NAME
 
 WRONG = "wrong-token-0123456789abcdef"
@@ -316,14 +317,20 @@ async def test_insecure_mode_opens_pages_but_keeps_csrf(
         app = create_dashboard(uw, insecure_no_auth=True)
     assert "WITHOUT AUTHENTICATION" in caplog.text
     assert app.token is None
-    async with client_for(app) as client:
+    async with client_for(app, host="127.0.0.1:8080") as client:
+        rebound = await client.get(f"/jobs/{job_id}", headers={"host": "evil.example:8080"})
+        assert rebound.status_code == 403  # a DNS-rebinding page gets nothing
         page = await client.get(f"/jobs/{job_id}")
         assert page.status_code == 200
         assert COOKIE_NAME in page.headers["set-cookie"]
         assert "no auth" in page.text
         refused = await client.post(f"/jobs/{job_id}/retry", data={})
         assert refused.status_code == 403
-        done = await client.post(f"/jobs/{job_id}/retry", data={"csrf": csrf_of(page.text)})
+        done = await client.post(
+            f"/jobs/{job_id}/retry",
+            data={"csrf": csrf_of(page.text)},
+            headers={"origin": "http://127.0.0.1:8080"},
+        )
         assert done.status_code == 303
     await uw.close()
 
@@ -374,3 +381,20 @@ async def test_mounted_under_a_path_links_and_cookies_stay_inside_it(
     with pytest.raises(ValueError, match="sub-path"):
         mount(host, uw, path="/", token=TOKEN)
     await uw.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1:8080", True),
+        ("localhost", True),
+        ("LOCALHOST:80", True),
+        ("[::1]:8080", True),
+        ("127.0.0.1.evil.example", False),
+        ("localhost.evil.example:8080", False),
+        ("evil.example", False),
+        ("", False),
+    ],
+)
+def test_insecure_mode_recognises_loopback_host_names(host: str, loopback: bool) -> None:
+    assert _loopback(host) is loopback

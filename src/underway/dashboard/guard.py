@@ -78,6 +78,17 @@ class Guard:
         path = route_path(scope)
         public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
         session: Session | None = None
+        if not self.sessions.auth_required and not _loopback(conn.headers.get("host", "")):
+            # Without a token, a page on another site whose name resolves to 127.0.0.1 (DNS
+            # rebinding) would be same-origin with the dashboard: serve loopback names only.
+            response = Response(
+                "Without authentication the dashboard answers only to 127.0.0.1, localhost "
+                "and [::1].",
+                status_code=403,
+                media_type="text/plain",
+            )
+            await response(scope, receive, _adding(send, extra))
+            return
         if not public:
             session = self.sessions.authenticate(conn)
             if session is None:
@@ -90,6 +101,19 @@ class Guard:
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["underway_session"] = session
         await self.app(scope, receive, _adding(send, extra))
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
+def _loopback(host: str) -> bool:
+    """Whether a ``Host`` header names this machine's loopback interface."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[: name.find("]") + 1]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    return name in LOOPBACK_HOSTS
 
 
 def _adding(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
