@@ -68,7 +68,23 @@ Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionPr
 
 _OPTIONS = {"schema", "pool_size", "poll_interval", "connect_timeout"}
 #: What the driver raises: server errors, client-side protocol errors, network failures.
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+#: Errors after which a connection is lost or in an unknown state (everything but a failed
+#: statement): the server went away, an operator ended the session, the protocol broke.
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
 _JOB_ID_CONSTRAINT = "jobs_id_key"
 _RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -147,6 +163,10 @@ class PostgresBackend(Backend):
         except ValueError as exc:
             raise ValueError(f"bad option in {url!r}: {exc}") from exc
 
+    async def __aenter__(self) -> PostgresBackend:
+        await self.open()
+        return self
+
     # -- plumbing -------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -161,7 +181,7 @@ class PostgresBackend(Backend):
                     "Leave NewJob.id to its default."
                 ) from exc
             raise BackendError(f"PostgreSQL at {self._where} could not {what}: {exc}") from exc
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        except _CONNECTION_ERRORS as exc:
             raise BackendError(
                 f"could not {what}: the connection to PostgreSQL at {self._where} failed or "
                 f"was closed ({type(exc).__name__}: {exc}). Is the server running?"
@@ -180,7 +200,17 @@ class PostgresBackend(Backend):
                 "or use 'async with' first."
             )
         async with self._errors(what), pool.acquire() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException as exc:
+                # A connection the server dropped mid-operation can be left in a state that
+                # breaks its next user ("another operation is in progress"): never hand one
+                # back to the pool after anything but a failed statement.
+                if not isinstance(exc, asyncpg.PostgresError) or isinstance(
+                    exc, _CONNECTION_ERRORS
+                ):
+                    conn.terminate()
+                raise
 
     def _wake(self, queues: Sequence[str] | None = None, value: bool = True) -> None:
         """Wake the waiters for any of ``queues`` (all of them when ``None``)."""
@@ -198,7 +228,7 @@ class PostgresBackend(Backend):
             return
         async with self._errors("open the database"):
             pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout
+                self.dsn, min_size=0, max_size=self.pool_size, timeout=self.connect_timeout
             )
             try:
                 async with pool.acquire() as conn:
