@@ -9,10 +9,10 @@ missing one stay apart.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -29,10 +29,10 @@ __all__ = [
     "load_script",
     "new_job_args",
     "opt",
-    "pairs",
     "parse_url",
     "release_args",
     "to_us",
+    "unpack_record",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -166,10 +166,55 @@ def release_args(item: Release) -> list[str | bytes]:
     ]
 
 
-def pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
-    """A flat ``[field, value, field, value, ...]`` reply (HGETALL in a script) as a dict."""
-    items: Iterator[Any] = iter(flat)
-    return dict(zip(items, items, strict=True))
+#: The fields of a job record in the order ``record()`` in ``lib.lua`` sends them.
+FIELDS = (
+    b"id",
+    b"task_name",
+    b"queue",
+    b"payload",
+    b"status",
+    b"priority",
+    b"attempts",
+    b"max_attempts",
+    b"enqueued_at",
+    b"scheduled_at",
+    b"started_at",
+    b"finished_at",
+    b"lease_owner",
+    b"lease_expires_at",
+    b"lease_token",
+    b"unique_key",
+    b"result",
+    b"error",
+    b"traceback",
+    b"progress",
+    b"progress_message",
+    b"cancel_requested",
+    b"dead_reason",
+)
+
+
+def unpack_record(blob: bytes) -> dict[bytes, bytes]:
+    """The fields of a record as ``record()`` in ``lib.lua`` sends it.
+
+    That is the values' lengths (``-1`` for a missing field), a newline, then the values
+    one after another.
+
+    Raises:
+        CorruptRecordError: The reply is not in that form.
+    """
+    head, _, body = blob.partition(b"\n")
+    fields: dict[bytes, bytes] = {}
+    start = 0
+    try:
+        for name, size in zip(FIELDS, head.split(b","), strict=True):
+            end = start + int(size)
+            if end >= start:
+                fields[name] = body[start:end]
+                start = end
+    except ValueError as exc:
+        raise CorruptRecordError(f"a job record reply is malformed: {exc}") from exc
+    return fields
 
 
 def _text(fields: Mapping[bytes, bytes], name: bytes) -> str | None:

@@ -55,10 +55,10 @@ from underway.backends._redis_records import (
     load_script,
     new_job_args,
     opt,
-    pairs,
     parse_url,
     release_args,
     to_us,
+    unpack_record,
 )
 from underway.backends.base import (
     Backend,
@@ -291,7 +291,7 @@ class RedisBackend(Backend):
         reply = await self._run("enqueue", args)
         self._wake({job.queue for job in jobs})
         return [
-            created(job, now) if item == 0 else decode_job(pairs(item), now)
+            created(job, now) if item == 0 else decode_job(unpack_record(item), now)
             for job, item in zip(jobs, reply, strict=True)
         ]
 
@@ -316,7 +316,7 @@ class RedisBackend(Backend):
         reply = await self._call("acquire", attempt)
         records = []
         for item in reply:
-            fields = pairs(item)
+            fields = unpack_record(item)
             try:
                 records.append(decode_job(fields, moments[-1]))
             except CorruptRecordError as exc:
@@ -361,7 +361,7 @@ class RedisBackend(Backend):
             examined, *items = await self._run("reap", [to_us(now), _BATCH, _REAP_REASON])
             for item in items:
                 try:
-                    records.append(decode_job(pairs(item), now))
+                    records.append(decode_job(unpack_record(item), now))
                 except CorruptRecordError as exc:
                     logger.error("A reaped job cannot be read: %s", exc)
             if examined < _BATCH:
@@ -531,7 +531,7 @@ class RedisBackend(Backend):
         records = []
         for item in items:
             try:
-                records.append(decode_job(pairs(item), now))
+                records.append(decode_job(unpack_record(item), now))
             except CorruptRecordError as exc:
                 logger.warning("Skipping a job that cannot be read: %s", exc)
         return records
@@ -570,7 +570,7 @@ class RedisBackend(Backend):
     async def _change(self, name: str, *args: str | int) -> JobRecord | None:
         now = self.clock()
         reply = await self._run(name, [to_us(now), *args])
-        return None if reply is None else decode_job(pairs(reply), now)
+        return None if reply is None else decode_job(unpack_record(reply), now)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """See :meth:`Backend.cancel`."""

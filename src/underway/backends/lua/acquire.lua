@@ -1,6 +1,6 @@
 -- Lease up to `limit` due jobs of the given queues to a worker.
 -- ARGV: prefix, now, expires, worker, limit, nonce, queue...
--- Returns the leased jobs' records (HGETALL arrays), in the order they were chosen.
+-- Returns the leased jobs' records (see record() in lib.lua), in the order they were chosen.
 local now, expires, worker, limit, nonce = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local PROMOTE = 1000
 local running = P .. ':running'
@@ -18,7 +18,7 @@ if last then
       if f[1] == 'running' and f[2] == done[3][i] and f[3] == worker then
         redis.call('HSET', key, 'lease_expires_at', expires)
         redis.call('ZADD', running, expires, id)
-        out[#out + 1] = redis.call('HGETALL', key)
+        out[#out + 1] = record(key)
       end
     end
     return out
@@ -80,7 +80,7 @@ local function take(id, q)
     'started_at', now)
   redis.call('HDEL', key, 'progress', 'progress_message', 'cancel_requested')
   redis.call('ZADD', running, expires, id)
-  out[#out + 1] = redis.call('HGETALL', key)
+  out[#out + 1] = record(key)
   taken_ids[#taken_ids + 1] = id
   taken_tokens[#taken_tokens + 1] = token
 end

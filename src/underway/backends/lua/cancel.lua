@@ -13,4 +13,4 @@ if (f[1] == 'queued' or f[1] == 'scheduled') and f[2] then
 elseif f[1] == 'running' then
   redis.call('HSET', key, 'cancel_requested', '1')
 end
-return redis.call('HGETALL', key)
+return record(key)

@@ -25,7 +25,7 @@ for i = 1, #found, 2 do
     if skip > 0 then
       skip = skip - 1
     else
-      out[#out + 1] = redis.call('HGETALL', key)
+      out[#out + 1] = record(key)
       want = want - 1
       if want == 0 then
         out[1] = '(' .. found[i + 1]

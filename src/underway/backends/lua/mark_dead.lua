@@ -14,4 +14,4 @@ if not FINISHED[f[1]] then
   redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
   finish(id, q, 'dead', f[5], now)
 end
-return redis.call('HGETALL', key)
+return record(key)

@@ -21,7 +21,7 @@ for _, id in ipairs(ids) do
       redis.call('HSET', key, 'status', 'queued', 'scheduled_at', now)
       due_add(f[4], f[6], now, f[7], id)
     end
-    out[#out + 1] = redis.call('HGETALL', key)
+    out[#out + 1] = record(key)
   end
 end
 publish_wakes()

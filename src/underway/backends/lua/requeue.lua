@@ -9,12 +9,12 @@ end
 local f = redis.call('HMGET', key, 'status', 'queue', 'priority', 'seq', 'unique_key')
 local status, q, unique_key = f[1], f[2], f[5]
 if status == 'succeeded' or not FINISHED[status] or not q then
-  return redis.call('HGETALL', key)
+  return record(key)
 end
 if unique_key then
   local other = redis.call('HGET', P .. ':unique', unique_key)
   if other and other ~= id and ACTIVE[redis.call('HGET', job_key(other), 'status')] then
-    return redis.call('HGETALL', key)
+    return record(key)
   end
   redis.call('HSET', P .. ':unique', unique_key, id)
 end
@@ -24,4 +24,4 @@ redis.call('HDEL', key, 'result', 'error', 'traceback', 'progress', 'progress_me
   'cancel_requested', 'dead_reason', 'started_at', 'finished_at')
 due_add(q, f[3], now, f[4], id)
 publish_wakes()
-return redis.call('HGETALL', key)
+return record(key)
