@@ -264,3 +264,16 @@ async def test_unique_jobs_match_the_same_call_however_it_is_spelled(uw: Underwa
     assert {job.id for job in same} == {first.id}
     other = await export.enqueue(7, "json", full=True)
     assert other.id != first.id
+
+
+def test_process_tasks_must_be_importable_by_name() -> None:
+    uw = Underway("memory://")
+
+    def nested(n: int) -> int:
+        return n
+
+    with pytest.raises(ValueError, match="module-level function") as info:
+        uw.task(process=True)(nested)
+    assert "nested" in str(info.value)
+    assert uw.tasks == {}
+    uw.task(process=False)(nested)  # in a thread, any function will do

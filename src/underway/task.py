@@ -126,6 +126,15 @@ class Task(Generic[P, R]):
                 "process=True is for CPU-bound plain functions. Drop process=True or make "
                 "it a plain function."
             )
+        qualname = getattr(fn, "__qualname__", "")
+        if process and (not qualname or "<" in qualname):
+            # A pool process finds the function by module and qualified name; a nested
+            # function or a lambda has none it can import, and every run would fail.
+            raise ValueError(
+                f"Task {qualname or fn!r} asks for a process pool but is not a module-level "
+                "function, which a pool process could import by name; define it at the top "
+                "level of a module, or drop process=True."
+            )
         self.app = app
         self.fn = fn
         self.name = name or f"{_module_name(fn)}.{fn.__qualname__}"
