@@ -4,10 +4,14 @@ transactional enqueue, errors and URLs. Processes and faults: test_postgres_proc
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,6 +33,7 @@ from underway.errors import BackendError
 from underway.job import JobStatus, NewJob, Outcome, Release
 
 LEASE = timedelta(seconds=30)
+ROOT = Path(__file__).resolve().parents[2]
 Q = ["default"]
 
 
@@ -314,3 +319,24 @@ async def test_jobs_survive_close_and_reopen(pg_url: str, clock: FakeClock) -> N
     async with open_pg(pg_url, clock) as second:
         assert await second.get_job(job.id) == job
         assert (await second.count_jobs()) == {"default": {JobStatus.SCHEDULED: 1}}
+
+
+def test_the_transactional_enqueue_example_runs(request: pytest.FixtureRequest) -> None:
+    url = postgres_url(request)
+    dsn, _, query = url.partition("?")
+    schema = query.removeprefix("schema=")
+    env = {"DATABASE_URL": f"{dsn}?search_path={schema}", "UNDERWAY_URL": url}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "postgres_transactional_enqueue.py")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "order 2 rolled back (the payment was declined): no order, no job",
+        "orders stored: 1",
+        "receipt for order 1",
+    ]
