@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.queue_apps.harness import ROOT, WorkerProcess, backend_url, running, sql
+from tests.queue_apps.harness import ROOT, WorkerProcess, backend_url, read_lines, running, sql
 from underway import JobFailed
 from underway.backends.base import Backend
 from underway.cli import main
@@ -280,3 +281,34 @@ def test_loading_an_app_twice_adds_the_directory_to_the_path_once(store: Store) 
     cli("jobs", "list", APP, "--json")
     cli("jobs", "list", APP, "--json")
     assert sys.path.count(str(ROOT)) <= max(before, 1)
+
+
+def test_watch_and_cancel_a_job_running_in_a_worker_process(store: Store, tmp_path: Path) -> None:
+    async def enqueue() -> str:
+        try:
+            job = await store.module.halfway.enqueue("halfway there")
+            return str(job.id)
+        finally:
+            await store.module.uw.close()
+
+    job_id = asyncio.run(enqueue())
+    log = tmp_path / "executions.log"
+    with WorkerProcess.worker(
+        APP, "--lease", "1", url=store.url, log=log, output=tmp_path / "worker.out"
+    ) as worker:
+        deadline = time.monotonic() + 10
+        while not any(line.startswith(f"start {job_id}") for line in read_lines(log)):
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.02)
+        shown = orjson.loads(cli("jobs", "show", APP, job_id, "--json").output)
+        assert (shown["status"], shown["progress"]) == ("running", 0.5)
+        assert shown["progress_message"] == "halfway there"
+        assert f":{worker.process.pid}:" in shown["lease_owner"]
+        watched = cli("jobs", "watch", APP, "--once").output
+        assert job_id in watched and "halfway there" in watched
+        cancelled = cli("jobs", "cancel", APP, job_id)
+        assert "cancel requested" in cancelled.output
+        while sql(store.url, "SELECT status FROM jobs WHERE id = ?", (job_id,)) != [("cancelled",)]:
+            assert time.monotonic() < deadline + 5, worker.output()
+            time.sleep(0.02)
+        assert "cancelled while running" in worker.output()
