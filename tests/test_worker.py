@@ -424,6 +424,9 @@ def test_invalid_worker_options_are_refused() -> None:
         uw.worker(queues="default")
     with pytest.raises(ValueError, match="lease must be positive"):
         uw.worker(lease=0)
+    with pytest.raises(ValueError, match="heartbeat must be shorter than the lease"):
+        uw.worker(lease=1, heartbeat=2)
+    assert uw.worker(lease=2).heartbeat == timedelta(seconds=0.5)
 
 
 # -- bad input --------------------------------------------------------------------------------

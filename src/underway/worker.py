@@ -120,6 +120,14 @@ class Worker:
         self.concurrency = concurrency
         self.lease = as_timedelta(lease, "lease")
         self.heartbeat = as_timedelta(heartbeat, "heartbeat") if heartbeat else self.lease / 4
+        if self.heartbeat >= self.lease:
+            # Every lease would expire between two renewals: jobs would be reaped while
+            # they run, run again elsewhere, and their results refused.
+            raise ValueError(
+                f"heartbeat must be shorter than the lease (a quarter of it is the default), "
+                f"got heartbeat={self.heartbeat.total_seconds():g} s for a lease of "
+                f"{self.lease.total_seconds():g} s."
+            )
         self.grace = grace
         self.poll = poll
         self.run_schedules = schedules
