@@ -20,6 +20,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

@@ -225,8 +225,8 @@ def make_trigger(
             what to pass instead.
     """
     values = [
-        _check_number(n, v) for n, v in (("seconds", seconds), ("minutes", minutes),
-                                         ("hours", hours))
+        _check_number(n, v)
+        for n, v in (("seconds", seconds), ("minutes", minutes), ("hours", hours))
     ]
     interval = any(values)
     if time is not None and cron is not None:
