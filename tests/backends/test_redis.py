@@ -213,6 +213,38 @@ async def test_a_newer_data_layout_is_refused(shared_url: str) -> None:
         await backend.open()
 
 
+async def test_a_full_server_refuses_an_enqueue_with_backend_error(tmp_path: Path) -> None:
+    private = PrivateRedis(tmp_path / "redis", "--maxmemory", "3mb")
+    private.start()
+    backend = await open_redis(private.url)
+    try:
+        payload = b'{"args":["' + b"x" * 10_000 + b'"],"kwargs":{}}'
+        stored = 0
+
+        async def fill() -> None:
+            nonlocal stored
+            for _ in range(1000):
+                await backend.enqueue_many([NewJob("t", payload) for _ in range(10)])
+                stored += 10
+
+        with pytest.raises(BackendError, match="maxmemory") as caught:
+            await fill()
+        assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+        assert "underway jobs purge" in str(caught.value)
+        assert stored > 0  # and the refused batch left nothing behind:
+        assert (await backend.count_jobs())["default"][JobStatus.QUEUED] == stored
+        # Workers still drain a full server, and purging makes room again.
+        jobs = await backend.acquire(Q, "w", stored, LEASE)
+        assert len(jobs) == stored
+        done = [Release(j.lease, Outcome.success(b"null")) for j in jobs]
+        assert await backend.release("w", done) == [True] * stored
+        assert await backend.purge(timedelta(0)) == stored
+        await backend.enqueue_many([NewJob("t", payload) for _ in range(10)])
+    finally:
+        await backend.close()
+        private.stop()
+
+
 # -- waiting for work -------------------------------------------------------------------------
 
 

@@ -199,7 +199,13 @@ class RedisBackend(Backend):
                 message = str(exc)
                 if "UNDERWAY_DUPLICATE_ID" in message:
                     raise ValueError(message.split("UNDERWAY_DUPLICATE_ID", 1)[1].strip()) from None
-                raise BackendError(f"Redis at {self.where}: {what} failed: {exc}") from exc
+                hint = ""
+                if "maxmemory" in message:
+                    hint = (
+                        " (Redis is full: delete finished jobs with 'underway jobs purge', or "
+                        "raise its maxmemory)"
+                    )
+                raise BackendError(f"Redis at {self.where}: {what} failed: {exc}{hint}") from exc
             except rx.RedisError as exc:
                 raise BackendError(f"Redis at {self.where}: {what} failed: {exc}") from exc
 
