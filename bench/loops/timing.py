@@ -283,9 +283,10 @@ def markdown(report: dict[str, Any]) -> str:
         for metric in METRICS:
             ours = systems["underway"][metric.key]
             theirs = systems["discord"][metric.key]
+            # The trend is zero up to noise for both: a ratio of two noises means nothing.
+            shown = "—" if metric.key == "trend_ms" else ratio(ours["median"], theirs["median"])
             lines.append(
-                f"| {metric.title} | {cell(ours)} | {cell(theirs)} | "
-                f"{ratio(ours['median'], theirs['median'])} | "
+                f"| {metric.title} | {cell(ours)} | {cell(theirs)} | {shown} | "
                 f"{cell(systems['asyncio'][metric.key])} |"
             )
         lines.append("")
@@ -303,10 +304,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"1-minute load average before the runs: {report['load_range']}",
         "",
         "Raw results (every iteration's lateness): `bench/results/loops.json`. "
-        "Reproduce with `bench/loops/run.sh`.",
+        "Reproduce with `bench/loops/run.sh"
+        + (f" --repetitions {cfg['repetitions']}`." if cfg["repetitions"] != 7 else "`."),
         "",
     ]
     return "\n".join(lines)
+
+
+def dump_report(report: dict[str, Any]) -> str:
+    """Serialise the report as JSON with one line per run, to keep the file readable."""
+    head = json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1)
+    runs = ",\n".join(f"  {json.dumps(run)}" for run in report["runs"])
+    return f'{head[:-2]},\n "runs": [\n{runs}\n ]\n}}\n'
 
 
 def write_markdown(path: Path, text: str) -> None:
@@ -339,6 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--python", default=sys.executable, help="interpreter for the runs")
     parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: rewrite the markdown (--markdown, or bench/results/loops.md) "
+        "from a raw results file written earlier",
+    )
+    parser.add_argument(
         "--ref",
         default="HEAD",
         help='the git revision of underway to measure, or "worktree" for the working tree '
@@ -351,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     md_path = args.markdown or (None if args.quick else ROOT / "bench/results/loops.md")
     if iterations < 2 or repetitions < 1:
         parser.error("--iterations must be at least 2 and --repetitions at least 1.")
+    if args.render is not None:
+        saved: dict[str, Any] = json.loads(args.render.read_text())
+        write_markdown(args.markdown or ROOT / "bench/results/loops.md", markdown(saved))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="underway-bench-") as tmp:
         source = snapshot(args.ref, Path(tmp))
@@ -361,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=1) + "\n")
+        json_path.write_text(dump_report(report))
     if md_path is not None:
         write_markdown(md_path, text)
     return 0
