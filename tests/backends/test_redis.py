@@ -29,7 +29,7 @@ from tests.queue_apps.redis_app import make_app, record_task
 from underway.backends import backend_from_url
 from underway.backends.base import Backend
 from underway.backends.redis import RedisBackend
-from underway.errors import BackendError
+from underway.errors import BackendError, CorruptRecordError
 from underway.job import JobStatus, NewJob, Outcome, Release
 
 LEASE = timedelta(seconds=30)
@@ -133,6 +133,52 @@ async def test_prefixes_keep_apps_apart(shared_url: str, request: pytest.Fixture
     finally:
         await one.close()
         await two.close()
+
+
+# -- bad records ------------------------------------------------------------------------------
+
+
+async def test_a_record_that_cannot_be_read_goes_to_dead(
+    shared_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = await open_redis(shared_url)
+    client = redis.Redis.from_url(shared_url.split("?")[0])
+    try:
+        good = await backend.enqueue(new("good"))
+        prefix, at, seq = backend.prefix, 1_000_000, 10**6
+        client.hset(
+            f"{prefix}:job:bad",
+            mapping={
+                "id": "bad",
+                "task_name": "t",
+                "queue": "default",
+                "payload": b"{}",
+                "status": "queued",
+                "priority": 0,
+                "attempts": "many",
+                "max_attempts": 1,
+                "enqueued_at": at,
+                "scheduled_at": at,
+                "lease_token": 0,
+                "seq": seq,
+            },
+        )
+        client.zadd(f"{prefix}:queue:default", {f"{at:016d}{seq:016d}bad": 0})
+        client.zadd(f"{prefix}:jobs", {"bad": seq})
+        got = await backend.acquire(Q, "w", 10, LEASE)
+        assert [j.id for j in got] == [good.id]
+        fields = client.hgetall(f"{prefix}:job:bad")
+        assert fields[b"status"] == b"dead"
+        assert b"attempts" in fields[b"dead_reason"]
+        with pytest.raises(CorruptRecordError, match="bad"):
+            await backend.get_job("bad")
+        with caplog.at_level(logging.WARNING, logger="underway.backends.redis"):
+            assert [j.id for j in await backend.list_jobs()] == [good.id]
+        assert "cannot be read" in caplog.text
+        assert (await backend.count_jobs())["default"][JobStatus.DEAD] == 1
+    finally:
+        client.close()
+        await backend.close()
 
 
 # -- credentials and server settings ----------------------------------------------------------

@@ -563,10 +563,13 @@ class RedisBackend(Backend):
 
         entries, heartbeats = await self._call("list_workers", read)
         beats = dict(heartbeats)
-        return [
-            decode_worker(worker_id, entries[worker_id], beats.get(worker_id))
-            for worker_id in sorted(entries)
-        ]
+        workers = []
+        for worker_id in sorted(entries):
+            try:
+                workers.append(decode_worker(worker_id, entries[worker_id], beats.get(worker_id)))
+            except CorruptRecordError as exc:
+                logger.warning("Skipping a worker entry that cannot be read: %s", exc)
+        return workers
 
     async def prune_workers(self, older_than: timedelta) -> int:
         """See :meth:`Backend.prune_workers`."""
