@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -139,6 +140,23 @@ def migrate(conn: sqlite3.Connection) -> int:
     return transaction(conn, apply)
 
 
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    # Switching a new file to WAL needs a moment of exclusive access, and SQLite reports
+    # "database is locked" at once, without waiting for busy_timeout, when another
+    # connection opens the same new file at that moment. Retry within busy_timeout.
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def connect(path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
     """Open ``path`` in WAL mode, set it up and migrate it."""
     if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -150,7 +168,7 @@ def connect(path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connect
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn, busy_timeout)
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         migrate(conn)
     except BaseException:
