@@ -751,3 +751,44 @@ async def test_a_second_sigterm_exits_at_once(tmp_path: Path, task: str) -> None
     assert env.status(job_id) == ("queued", 0)  # handed back, not lost
     assert env.events("end", job_id) == []
     await env.app.close()
+
+
+# -- result retention -------------------------------------------------------------------------
+
+
+async def test_finished_jobs_are_deleted_after_the_result_ttl(url: str) -> None:
+    app = Underway(url, result_ttl=0.3)
+
+    @app.task
+    async def answer() -> int:
+        return 42
+
+    try:
+        job = await answer.enqueue()
+        async with running(app, lease=0.4, purge_every=0.1):
+            assert await job.result(timeout=5) == 42
+            assert await status_of(app, job.id) is JobStatus.SUCCEEDED  # kept for now
+
+            async def purged() -> bool:
+                return await status_of(app, job.id) is None
+
+            await wait_until(purged, timeout=5, what="the finished job to be purged")
+    finally:
+        await app.close()
+
+
+async def test_result_ttl_none_keeps_finished_jobs(url: str) -> None:
+    app = Underway(url, result_ttl=None)
+
+    @app.task
+    async def answer() -> int:
+        return 42
+
+    try:
+        job = await answer.enqueue()
+        async with running(app, lease=0.4, purge_every=0.05):
+            assert await job.result(timeout=5) == 42
+            await asyncio.sleep(0.3)
+        assert await status_of(app, job.id) is JobStatus.SUCCEEDED
+    finally:
+        await app.close()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from underway.backends import backend_from_url
 from underway.backends.base import Backend
 from underway.handle import Job
-from underway.job import JobRecord, NewJob
+from underway.job import JobRecord, NewJob, as_timedelta
 from underway.schedules import MisfirePolicy, Schedule
 from underway.serializers import DEFAULT_MAX_PAYLOAD_BYTES, JsonSerializer, Serializer
 from underway.task import Task
@@ -43,6 +43,9 @@ class Underway:
             installed ``"redis://..."`` or ``"postgresql://..."``.
         serializer: How arguments and results are stored; default JSON (orjson).
         max_payload_bytes: The largest serialized arguments or result accepted.
+        result_ttl: How long finished jobs (their results and errors) are kept; workers
+            delete older ones about once a minute. ``None`` keeps them until
+            ``underway jobs purge``.
 
     The store is opened on first use; ``async with uw:`` opens and closes it explicitly.
 
@@ -59,11 +62,13 @@ class Underway:
         *,
         serializer: Serializer | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        result_ttl: float | timedelta | None = timedelta(days=7),
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a string such as 'sqlite:///underway.db', not {url!r}.")
         backend_from_url(url)  # validate the URL now, so that a typo fails at start-up
         self.url = url
+        self.result_ttl = None if result_ttl is None else as_timedelta(result_ttl, "result_ttl")
         self.serializer: Serializer = serializer or JsonSerializer(
             max_payload_bytes=max_payload_bytes
         )

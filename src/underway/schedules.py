@@ -21,7 +21,6 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from datetime import time as dt_time
 from typing import TYPE_CHECKING, Literal
 
-from underway.errors import BackendError
 from underway.triggers import (
     CronTrigger,
     IntervalTrigger,
@@ -165,7 +164,7 @@ class Scheduler:
             began = event_loop.time()
             try:
                 await self._run(stopping)
-            except BackendError:
+            except Exception:
                 if event_loop.time() - began > _RETRY_MAX:
                     delay = _RETRY_MIN  # it worked for a while: a new outage
                 logger.exception(

@@ -17,6 +17,7 @@ import contextvars
 import functools
 import importlib
 import logging
+import multiprocessing
 import os
 import secrets
 import signal
@@ -45,6 +46,8 @@ UTC = timezone.utc
 
 DEFAULT_LEASE = 10.0
 DEFAULT_GRACE = 30.0
+#: Seconds between deletions of finished jobs older than the app's result TTL.
+PURGE_EVERY = 60.0
 #: How early the event loop may fire a timer (its clock resolution, generously).
 _CLOCK_SLACK = 0.001
 
@@ -94,6 +97,8 @@ class Worker:
         threads: Size of the thread pool for plain-function tasks (default: concurrency).
         processes: Size of the process pool for ``process=True`` tasks (default: CPUs).
         worker_id: A unique id; default ``hostname:pid:random``.
+        purge_every: Seconds between deletions of finished jobs older than the app's
+            ``result_ttl``.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class Worker:
         threads: int | None = None,
         processes: int | None = None,
         worker_id: str | None = None,
+        purge_every: float = PURGE_EVERY,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}.")
@@ -132,6 +138,7 @@ class Worker:
         self.poll = poll
         self.run_schedules = schedules
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.purge_every = purge_every
         self.counts: Counter[str] = Counter()
         self._threads_size = threads or concurrency
         self._processes_size = processes
@@ -300,7 +307,7 @@ class Worker:
                     continue
                 try:
                     records = await backend.acquire(self.queues, self.id, free, self.lease)
-                except BackendError:
+                except Exception:  # any store failure: a driver error must not end the worker
                     logger.exception("Worker %s could not acquire jobs; retrying.", self.id)
                     await asyncio.wait([stop_wait], timeout=self.poll)
                     continue
@@ -517,7 +524,11 @@ class Worker:
 
     def _process_pool(self) -> ProcessPoolExecutor:
         if self._processes is None:
-            self._processes = ProcessPoolExecutor(self._processes_size)
+            # Spawned, not forked: forking a process that runs threads (the store's, the
+            # thread pool's) can deadlock the child.
+            self._processes = ProcessPoolExecutor(
+                self._processes_size, mp_context=multiprocessing.get_context("spawn")
+            )
         return self._processes
 
     async def _report_progress(self, lease: Lease, fraction: float, message: str | None) -> None:
@@ -533,9 +544,20 @@ class Worker:
 
     async def _heartbeat_loop(self, backend: Backend) -> None:
         interval = self.heartbeat.total_seconds()
+        event_loop = asyncio.get_running_loop()
+        next_purge = event_loop.time()
         while True:
             await asyncio.sleep(interval)
             try:
+                if self.app.result_ttl is not None and event_loop.time() >= next_purge:
+                    next_purge = event_loop.time() + self.purge_every
+                    purged = await backend.purge(self.app.result_ttl)
+                    if purged:
+                        logger.info(
+                            "Deleted %d finished job(s) older than the result TTL (%s).",
+                            purged,
+                            self.app.result_ttl,
+                        )
                 # Finished jobs whose outcome is not stored yet stay leased too: if the store
                 # refuses writes for a while, a reaper (this worker's own included) must
                 # not recover a job that has already run, and run it again.
@@ -554,7 +576,7 @@ class Worker:
                         len(reaped),
                         ", ".join(r.id for r in reaped[:10]),
                     )
-            except BackendError:
+            except Exception:
                 logger.exception("Worker %s heartbeat failed; will retry.", self.id)
 
     def _interrupt(self, job_id: str, why: str) -> None:
@@ -589,7 +611,7 @@ class Worker:
                     applied = await backend.release(self.id, batch)
                 finally:
                     self._releasing = []
-            except BackendError:
+            except Exception:
                 self._outbox[:0] = batch  # keep every outcome: nothing acknowledged is lost
                 logger.exception(
                     "Worker %s could not record %d outcome(s); retrying in %.1f s.",
