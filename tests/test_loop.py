@@ -744,3 +744,25 @@ def test_change_interval_validates_like_the_decorator() -> None:
     with pytest.raises(ValueError, match="Invalid cron"):
         lp.change_interval(cron="nope")
     assert lp.seconds == 1.0
+
+
+async def test_a_loop_that_is_always_due_still_lets_other_tasks_run() -> None:
+    others = 0
+    stop = asyncio.Event()
+
+    async def other() -> None:
+        nonlocal others
+        while not stop.is_set():
+            others += 1
+            await asyncio.sleep(0)
+
+    @underway.loop(seconds=0, count=1000)
+    async def busy() -> None:
+        pass  # never awaits
+
+    neighbour = asyncio.create_task(other())
+    busy.start()
+    await _finish(busy)
+    stop.set()
+    await neighbour
+    assert others >= 1000  # at least once per iteration of the busy loop

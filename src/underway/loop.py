@@ -452,11 +452,17 @@ class Loop(Generic[LF]):
     async def _sleep_until_next(self) -> None:
         # Re-read the target after every wake-up: change_interval() may have moved it,
         # stop() may have been called, or the timer may have fired a hair early.
+        slept = False
         while not self._stop_requested:
             target = self._next_iteration
             if target is None or self._clock.now() >= target:
-                return
+                break
             await self._sleep_until(target)
+            slept = True
+        if not slept:
+            # Due already (seconds=0, or catching up): still let other tasks run once per
+            # iteration, or a body that never awaits would starve the event loop.
+            await asyncio.sleep(0)
 
     def _stopping(self) -> bool:
         # A method rather than the attribute, so that type checkers do not assume that the
