@@ -18,7 +18,6 @@ import os
 import asyncpg
 
 from underway import Underway
-from underway.backends.postgres import PostgresBackend
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 uw = Underway(os.environ.get("UNDERWAY_URL", DATABASE_URL))
@@ -31,15 +30,12 @@ async def send_receipt(order_id: int) -> str:
 
 async def place_order(conn: asyncpg.Connection, order_id: int, *, fail: bool = False) -> str:
     """Store an order and its receipt job atomically; return the job's id."""
-    backend = await uw.backend()
-    assert isinstance(backend, PostgresBackend)
     async with conn.transaction():
         await conn.execute("INSERT INTO orders (id) VALUES ($1)", order_id)
-        job = send_receipt.options().new_job((order_id,), {})
-        (record,) = await backend.enqueue_in(conn, [job])
+        job = await send_receipt.enqueue_in(conn, order_id)  # type-checked like enqueue()
         if fail:
             raise RuntimeError("the payment was declined")
-    return record.id
+    return job.id
 
 
 async def main() -> None:

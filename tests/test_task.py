@@ -277,3 +277,13 @@ def test_process_tasks_must_be_importable_by_name() -> None:
     assert "nested" in str(info.value)
     assert uw.tasks == {}
     uw.task(process=False)(nested)  # in a thread, any function will do
+
+
+async def test_enqueue_in_a_transaction_needs_postgresql(uw: Underway) -> None:
+    @uw.task
+    async def receipt(order_id: int) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="only the PostgreSQL backend supports"):
+        await receipt.enqueue_in(object(), 1)
+    assert await (await uw.backend()).count_jobs() == {}

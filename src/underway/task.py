@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 import orjson
 
+from underway.handle import Job
 from underway.job import NewJob, as_timedelta
 
 if TYPE_CHECKING:
     from underway.app import Underway
-    from underway.handle import Job
 
 __all__ = ["Executor", "Task", "TaskCall"]
 
@@ -210,6 +210,19 @@ class Task(Generic[P, R]):
         """
         return await TaskCall(self, _CallOptions()).enqueue(*args, **kwargs)
 
+    async def enqueue_in(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Store the job through your own database connection, inside your transaction.
+
+        The job exists if and only if your transaction commits (PostgreSQL only).
+
+        Args:
+            connection: Your asyncpg connection, inside ``async with conn.transaction():``.
+
+        Raises:
+            TypeError: the app's store is not PostgreSQL.
+        """
+        return await TaskCall(self, _CallOptions()).enqueue_in(connection, *args, **kwargs)
+
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Like :meth:`enqueue`, from synchronous code (scripts, Flask, Django views).
 
@@ -292,6 +305,19 @@ class TaskCall(Generic[P, R]):
         """Store the job; see :meth:`Task.enqueue`."""
         (job,) = await self.task.app.enqueue_jobs([self.new_job(args, kwargs)])
         return job
+
+    async def enqueue_in(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Store the job in the caller's transaction; see :meth:`Task.enqueue_in`."""
+        app = self.task.app
+        backend = await app.backend()
+        enqueue_in = getattr(backend, "enqueue_in", None)
+        if enqueue_in is None:
+            raise TypeError(
+                f"enqueue_in() stores a job in your own database transaction, which only the "
+                f"PostgreSQL backend supports; this app uses {app.url!r}. Use enqueue()."
+            )
+        (record,) = await enqueue_in(connection, [self.new_job(args, kwargs)])
+        return Job(app, record)
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Store the job from synchronous code; see :meth:`Task.enqueue_sync`."""
