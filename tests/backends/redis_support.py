@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -86,16 +87,68 @@ class PrivateRedis:
     Append-only with ``appendfsync always``: every acknowledged write survives a restart.
     """
 
-    def __init__(self, directory: Path, *extra: str) -> None:
+    def __init__(self, directory: Path, *extra: str, tls: bool = False) -> None:
         self.binary = require_binary("redis-server", "install it with: apt-get install redis")
         self.directory = directory
         self.port = free_port()
         self.extra = extra
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
+        if tls:
+            self._make_certificate()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def certificate(self) -> Path:
+        """The server's self-signed certificate (its own CA), with ``tls=True``."""
+        return self.directory / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        openssl = require_binary("openssl", "install it with: apt-get install openssl")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(self.directory / "key.pem"),
+                "-out",
+                str(self.certificate),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def _listen_args(self) -> list[str]:
+        if not self.tls:
+            return ["--port", str(self.port)]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(self.certificate),
+            "--tls-key-file",
+            str(self.directory / "key.pem"),
+            "--tls-ca-cert-file",
+            str(self.certificate),
+            "--tls-auth-clients",
+            "no",
+        ]
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server (again, on the same port and files) and wait until it answers."""
@@ -105,8 +158,7 @@ class PrivateRedis:
             self.process = subprocess.Popen(
                 [
                     self.binary,
-                    "--port",
-                    str(self.port),
+                    *self._listen_args(),
                     "--bind",
                     "127.0.0.1",
                     "--dir",
@@ -139,9 +191,15 @@ class PrivateRedis:
     def ping(self) -> bool:
         """Whether the server answers PING (loaded and ready; NOAUTH counts as an answer)."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                reply = sock.recv(64)
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as plain:
+                if self.tls:
+                    context = ssl.create_default_context(cafile=self.certificate)
+                    with context.wrap_socket(plain, server_hostname="127.0.0.1") as sock:
+                        sock.sendall(b"PING\r\n")
+                        reply = sock.recv(64)
+                else:
+                    plain.sendall(b"PING\r\n")
+                    reply = plain.recv(64)
         except OSError:
             return False
         return reply.startswith((b"+PONG", b"-NOAUTH"))

@@ -218,6 +218,27 @@ async def test_password_and_acl_user(tmp_path: Path) -> None:
         private.stop()
 
 
+async def test_tls(tmp_path: Path) -> None:
+    private = PrivateRedis(tmp_path / "redis", tls=True)
+    private.start()
+    try:
+        base = f"rediss://127.0.0.1:{private.port}/0"
+        backend = await open_redis(f"{base}?ssl_ca_certs={private.certificate}")
+        try:
+            job = await backend.enqueue(new())
+            assert [j.id for j in await backend.acquire(Q, "w", 1, LEASE)] == [job.id]
+            assert await backend.wait_for_work(Q, 0.05) is False  # pub/sub over TLS too
+        finally:
+            await backend.close()
+        # A certificate nobody vouches for is refused, not retried.
+        started = time.monotonic()
+        with pytest.raises(BackendError, match=r"TLS failed.*certificate verify failed"):
+            await open_redis(f"{base}?retry_for=10")
+        assert time.monotonic() - started < 5
+    finally:
+        private.stop()
+
+
 @pytest.mark.parametrize(
     ("policy", "warned"),
     [

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -183,6 +184,8 @@ class RedisBackend(Backend):
             except (rx.AuthenticationError, rx.AuthorizationError) as exc:
                 raise BackendError(f"Redis at {self.where} refused to log in: {exc}") from exc
             except (rx.ConnectionError, rx.TimeoutError) as exc:
+                if isinstance(exc.__context__, ssl.SSLError):  # a bad certificate stays bad
+                    raise BackendError(f"Redis at {self.where}: TLS failed: {exc}") from exc
                 left = deadline - loop.time()
                 if left <= 0 or self._client is None:
                     raise BackendError(
