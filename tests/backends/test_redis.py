@@ -714,7 +714,9 @@ async def test_a_worker_killed_mid_run_loses_no_job(
     assert recovered >= 1  # the killed worker held jobs, and they ran again elsewhere
     assert lost == set()
     assert counts == {"default": {JobStatus.SUCCEEDED: total}}
-    assert duplicates <= 10  # at most the killed worker's jobs in flight
+    # Only runs the killed worker finished but had not recorded can run twice: at most its
+    # jobs in flight (concurrency 10) and the outcomes waiting to be written (as many).
+    assert duplicates <= 20
 
 
 async def test_a_redis_restart_mid_run_loses_no_job(
