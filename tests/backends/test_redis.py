@@ -381,6 +381,18 @@ async def test_close_wakes_waiters(shared_url: str) -> None:
     assert await asyncio.wait_for(waiter, 2) is False
 
 
+async def test_close_wakes_a_waiter_that_is_still_connecting(server: PrivateRedis) -> None:
+    backend = await open_redis(f"{server.url}?retry_for=0.2")
+    server.stop()
+    waiter = asyncio.create_task(backend.wait_for_work(Q, 30.0))
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    started = time.monotonic()
+    await backend.close()
+    assert await asyncio.wait_for(waiter, 5) is False
+    assert time.monotonic() - started < 1
+
+
 # -- lost replies, outages, restarts ----------------------------------------------------------
 
 

@@ -387,15 +387,21 @@ class RedisBackend(Backend):
         deadline = loop.time() + timeout
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="underway-redis-wake")
-        if not self._listening.is_set():
-            # Subscribed before looking, so that no enqueue falls between the two.
-            try:
-                await asyncio.wait_for(self._listening.wait(), timeout)
-            except asyncio.TimeoutError:
-                return False
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiters[waiter] = frozenset(queues)
         try:
+            if not self._listening.is_set():
+                # Subscribed before looking, so that no enqueue falls between the two. The
+                # subscription (or close) resolves the waiter too.
+                listening: asyncio.Future[bool] = asyncio.ensure_future(self._listening.wait())
+                await asyncio.wait(
+                    [listening, waiter], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                listening.cancel()
+                if not waiter.done() and not self._listening.is_set():
+                    return False
+                if waiter.done():
+                    return waiter.result()
             try:
                 due = await self._run("probe", [to_us(self.clock()), *queues])
             except BackendError as exc:
@@ -431,9 +437,9 @@ class RedisBackend(Backend):
                         continue
                     if message["type"] == "subscribe":
                         self._listening.set()
-                        self._wake(None)  # a notification may have passed while away
                         if failing:
                             logger.info("Redis at %s: listening for work again.", self.where)
+                            self._wake(None)  # a notification may have passed while away
                         delay, failing = 0.05, False
                     elif message["type"] == "message":
                         self._wake((message["data"].decode(),))
