@@ -9,6 +9,7 @@ missing one stay apart.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -105,12 +106,36 @@ def parse_url(url: str, prefix: str | None, retry_for: float | None) -> RedisCon
     return RedisConfig(driver_url, chosen, seconds, db, where)
 
 
+_DEFINED = re.compile(r"^local (?:function )?([\w, ]+?)(?:\(| =)", re.MULTILINE)
+
+
 @functools.cache
 def load_script(name: str) -> str:
-    """The source of ``lua/<name>.lua`` with the shared helpers of ``lua/lib.lua`` before it."""
+    """The source of ``lua/<name>.lua`` with the helpers of ``lua/lib.lua`` it uses before it.
+
+    ``lib.lua`` is a series of blocks separated by blank lines; the first (the prefix and
+    the wake-up list) is always taken, the others when a name they define is used. A script
+    runs all of its top level on every call, so helpers it does not need only cost time.
+    """
     folder = resources.files("underway.backends").joinpath("lua")
-    lib = folder.joinpath("lib.lua").read_text("utf-8")
-    return lib + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+    blocks = folder.joinpath("lib.lua").read_text("utf-8").split("\n\n")
+    body = folder.joinpath(f"{name}.lua").read_text("utf-8")
+    names = [
+        {n.strip() for m in _DEFINED.finditer(block) for n in m.group(1).split(",")}
+        for block in blocks
+    ]
+    chosen, text = {0}, body
+    while True:
+        used = {
+            i
+            for i, defined in enumerate(names)
+            if i not in chosen and any(re.search(rf"\b{n}\b", text) for n in defined)
+        }
+        if not used:
+            break
+        chosen |= used
+        text += "".join(blocks[i] for i in used)
+    return "\n\n".join(blocks[i] for i in sorted(chosen)) + "\n\n" + body
 
 
 def to_us(moment: datetime) -> int:
