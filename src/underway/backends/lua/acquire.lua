@@ -43,44 +43,43 @@ for _, q in ipairs(queues) do
   end
 end
 
-local NUMERIC = { 'attempts', 'max_attempts', 'lease_token', 'priority', 'enqueued_at',
-  'scheduled_at' }
+-- Positions in FIELDS (lib.lua) of the fields that must be numbers.
+local NUMERIC = { [6] = true, [7] = true, [8] = true, [9] = true, [10] = true, [15] = true }
 
 -- A record that cannot be decoded goes to dead with the reason, and is not returned.
-local function bury(id, key, q, reason)
+local function bury(id, key, q, unique_key, reason)
   redis.call('HSET', key, 'status', 'dead', 'dead_reason', 'malformed record: ' .. reason,
     'finished_at', now)
   redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
-  finish(id, q, 'dead', redis.call('HGET', key, 'unique_key'), now)
+  finish(id, q, 'dead', unique_key, now)
 end
 
 local taken_ids, taken_tokens = {}, {}
 
 local function take(id, q)
   local key = job_key(id)
-  local f = redis.call('HMGET', key, 'status', 'task_name', 'queue', unpack(NUMERIC))
-  local status = f[1]
-  if status ~= 'queued' and status ~= 'scheduled' then
+  local v = redis.call('HMGET', key, unpack(FIELDS))
+  if v[5] ~= 'queued' and v[5] ~= 'scheduled' then
     return -- a stale entry: the job was purged, or changed by an operator
   end
-  if not f[2] or not f[3] then
-    return bury(id, key, q, 'the task_name or queue field is missing')
-  end
-  for i, name in ipairs(NUMERIC) do
-    if not tonumber(f[3 + i]) then
-      return bury(id, key, q, 'the ' .. name .. ' field is missing or not a number')
+  for i = 1, 15 do
+    if not v[i] and i < 5 then
+      return bury(id, key, q, v[16], 'the ' .. FIELDS[i] .. ' field is missing')
+    end
+    if NUMERIC[i] and not tonumber(v[i]) then
+      return bury(id, key, q, v[16], 'the ' .. FIELDS[i] .. ' field is missing or not a number')
     end
   end
-  if redis.call('HEXISTS', key, 'payload') == 0 then
-    return bury(id, key, q, 'the payload field is missing')
+  local attempts, token = int(tonumber(v[7]) + 1), int(tonumber(v[15]) + 1)
+  redis.call('HSET', key, 'status', 'running', 'attempts', attempts, 'lease_token', token,
+    'lease_owner', worker, 'lease_expires_at', expires, 'started_at', now)
+  if v[20] or v[21] or v[22] then
+    redis.call('HDEL', key, 'progress', 'progress_message', 'cancel_requested')
   end
-  local token = int(tonumber(f[6]) + 1)
-  redis.call('HSET', key, 'status', 'running', 'attempts', int(tonumber(f[4]) + 1),
-    'lease_token', token, 'lease_owner', worker, 'lease_expires_at', expires,
-    'started_at', now)
-  redis.call('HDEL', key, 'progress', 'progress_message', 'cancel_requested')
   redis.call('ZADD', running, expires, id)
-  out[#out + 1] = record(key)
+  v[5], v[7], v[15], v[13], v[14], v[11] = 'running', attempts, token, worker, expires, now
+  v[20], v[21], v[22] = false, false, false
+  out[#out + 1] = pack(v)
   taken_ids[#taken_ids + 1] = id
   taken_tokens[#taken_tokens + 1] = token
 end

@@ -74,8 +74,7 @@ local FIELDS = { 'id', 'task_name', 'queue', 'payload', 'status', 'priority', 'a
 
 -- A job's record as one string: the values' lengths (-1 for none), a newline, the values.
 -- One bulk reply per job is far cheaper for the client to read than an array of fields.
-local function record(key)
-  local values = redis.call('HMGET', key, unpack(FIELDS))
+local function pack(values)
   local lengths, parts = {}, {}
   for i = 1, #FIELDS do
     local value = values[i]
@@ -87,6 +86,10 @@ local function record(key)
     end
   end
   return table.concat(lengths, ',') .. '\n' .. table.concat(parts)
+end
+
+local function record(key)
+  return pack(redis.call('HMGET', key, unpack(FIELDS)))
 end
 
 local function publish_wakes()

@@ -22,50 +22,68 @@ for j = 0, count - 1 do
     local result, err, tb, extra = opt(ARGV[b + 3]), opt(ARGV[b + 4]), opt(ARGV[b + 5]),
       opt(ARGV[b + 6])
     local attempts, q, unique_key = tonumber(f[4]), f[6], f[7]
-    redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
-    redis.call('HSET', key, 'released_by', token .. ' ' .. nonce)
+    -- Writes that free memory first: a full server (noeviction) refuses a script whose
+    -- first write would grow it, and workers must still be able to record outcomes.
     redis.call('ZREM', running, id)
-    if kind == 'success' then
-      put(key, 'result', result)
-      redis.call('HSET', key, 'status', 'succeeded', 'finished_at', now)
-      finish(id, q, 'succeeded', unique_key, now)
-    elseif kind == 'failure' then
-      put(key, 'error', err)
-      put(key, 'traceback', tb)
-      if attempts >= tonumber(f[5]) then
-        redis.call('HSET', key, 'status', 'dead', 'finished_at', now, 'dead_reason',
-          exhausted(attempts, 'the task failed'))
-        finish(id, q, 'dead', unique_key, now)
+    redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
+    -- The other changes of the job are gathered and written with one HSET and one HDEL.
+    local sets, dels = { 'released_by', token .. ' ' .. nonce }, {}
+    local function set(field, value)
+      if value then
+        sets[#sets + 1] = field
+        sets[#sets + 1] = value
       else
-        redis.call('HSET', key, 'status', 'failed', 'finished_at', now)
-        finish(id, q, 'failed', unique_key, now)
+        dels[#dels + 1] = field
+      end
+    end
+    local final = nil
+    if kind == 'success' then
+      set('result', result)
+      final = 'succeeded'
+    elseif kind == 'failure' then
+      set('error', err)
+      set('traceback', tb)
+      if attempts >= tonumber(f[5]) then
+        set('dead_reason', exhausted(attempts, 'the task failed'))
+        final = 'dead'
+      else
+        final = 'failed'
       end
     elseif kind == 'retry' then
-      put(key, 'error', err)
-      put(key, 'traceback', tb)
+      set('error', err)
+      set('traceback', tb)
+      set('scheduled_at', extra)
       if tonumber(extra) > tonumber(now) then
-        redis.call('HSET', key, 'status', 'scheduled', 'scheduled_at', extra)
+        set('status', 'scheduled')
         scheduled_add(q, extra, id)
       else
-        redis.call('HSET', key, 'status', 'queued', 'scheduled_at', extra)
+        set('status', 'queued')
         due_add(q, f[8], extra, f[10], id)
       end
     elseif kind == 'cancelled' then
-      redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
-      finish(id, q, 'cancelled', unique_key, now)
+      final = 'cancelled'
     elseif kind == 'dead' then
-      put(key, 'dead_reason', extra)
-      put(key, 'error', err)
-      put(key, 'traceback', tb)
-      redis.call('HSET', key, 'status', 'dead', 'finished_at', now)
-      finish(id, q, 'dead', unique_key, now)
+      set('dead_reason', extra)
+      set('error', err)
+      set('traceback', tb)
+      final = 'dead'
     else -- requeue: the run did not happen
       local left = attempts - 1
       if left < 0 then
         left = 0
       end
-      redis.call('HSET', key, 'status', 'queued', 'attempts', int(left))
+      set('status', 'queued')
+      set('attempts', int(left))
       due_add(q, f[8], f[9], f[10], id)
+    end
+    if final then
+      set('status', final)
+      set('finished_at', now)
+      finish(id, q, final, unique_key, now)
+    end
+    redis.call('HSET', key, unpack(sets))
+    if #dels > 0 then
+      redis.call('HDEL', key, unpack(dels))
     end
     out[j + 1] = 1
   end
