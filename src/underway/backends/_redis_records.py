@@ -143,8 +143,12 @@ def to_us(moment: datetime) -> int:
     return (moment - _EPOCH) // _US
 
 
+@functools.lru_cache(maxsize=4096)
 def from_us(value: bytes | str | int) -> datetime:
-    """The aware UTC datetime of a microsecond timestamp."""
+    """The aware UTC datetime of a microsecond timestamp.
+
+    Cached: the jobs of a batch share their times (enqueued, started, lease expiry).
+    """
     return _EPOCH + timedelta(microseconds=int(value))
 
 
@@ -232,11 +236,10 @@ def unpack_record(blob: bytes) -> dict[bytes, bytes]:
     fields: dict[bytes, bytes] = {}
     start = 0
     try:
-        for name, size in zip(FIELDS, head.split(b","), strict=True):
-            end = start + int(size)
-            if end >= start:
-                fields[name] = body[start:end]
-                start = end
+        for name, size in zip(FIELDS, map(int, head.split(b",")), strict=True):
+            if size >= 0:
+                fields[name] = body[start : start + size]
+                start += size
     except ValueError as exc:
         raise CorruptRecordError(f"a job record reply is malformed: {exc}") from exc
     return fields
@@ -252,6 +255,9 @@ def _time(fields: Mapping[bytes, bytes], name: bytes) -> datetime | None:
     return None if value is None else from_us(value)
 
 
+_STATUSES = {status.value.encode(): status for status in JobStatus}
+
+
 def decode_job(fields: Mapping[bytes, bytes], now: datetime) -> JobRecord:
     """The record of a job hash, its status as reported at ``now``.
 
@@ -261,7 +267,7 @@ def decode_job(fields: Mapping[bytes, bytes], now: datetime) -> JobRecord:
     job_id = fields.get(b"id", b"?").decode(errors="replace")
     try:
         scheduled_at = from_us(fields[b"scheduled_at"])
-        status = JobStatus(fields[b"status"].decode())
+        status = _STATUSES[fields[b"status"]]
         progress = fields.get(b"progress")
         return JobRecord(
             id=fields[b"id"].decode(),
@@ -289,7 +295,10 @@ def decode_job(fields: Mapping[bytes, bytes], now: datetime) -> JobRecord:
             dead_reason=_text(fields, b"dead_reason"),
         )
     except KeyError as exc:
-        field = exc.args[0].decode() if isinstance(exc.args[0], bytes) else exc.args[0]
+        key = exc.args[0]
+        if key == fields.get(b"status"):
+            raise CorruptRecordError(f"job {job_id!r}: unknown status {key!r}") from exc
+        field = key.decode() if isinstance(key, bytes) else key
         raise CorruptRecordError(f"job {job_id!r}: the field {field!r} is missing") from exc
     except (ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise CorruptRecordError(f"job {job_id!r}: {exc}") from exc
