@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make bench`: underway against the field, every system on the same workloads, in one run.
+#
+# Installs the peers (pinned in bench/queue/requirements-field.txt, and arq apart in
+# bench/queue/requirements-arq.txt) into .venv-bench, starts private Redis and PostgreSQL
+# servers on free loopback ports, and runs bench/queue/field.py: about 20 minutes, writing
+# bench/results/field.{json,md}. `bash bench/run_all.sh --quick` is the smoke test (tiny N,
+# one repetition, prints the tables, writes nothing). Other options: field.py --help.
+#
+# Needs python3 (3.11+), redis-server, and PostgreSQL's server binaries
+# (/usr/lib/postgresql/*/bin); systems whose server is missing are skipped and listed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=.venv-bench
+ARQ_VENV=$VENV/arq
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+    # Keep the venv out of git and out of `ruff check .`.
+    printf '*\n' > "$VENV/.gitignore"
+fi
+# Stamps of this suite's own: the loops and SQLite suites share the venv and keep theirs.
+STAMP=$VENV/.installed-field
+if [ ! -f "$STAMP" ] || [ bench/queue/requirements-field.txt -nt "$STAMP" ] \
+        || [ bench/queue/requirements.txt -nt "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+    echo "installing the peers into $VENV (a few minutes the first time)" >&2
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e . -r bench/queue/requirements.txt \
+        -r bench/queue/requirements-field.txt
+    touch "$STAMP"
+fi
+ARQ_STAMP=$ARQ_VENV/.installed
+if [ ! -f "$ARQ_STAMP" ] || [ bench/queue/requirements-arq.txt -nt "$ARQ_STAMP" ] \
+        || [ pyproject.toml -nt "$ARQ_STAMP" ]; then
+    echo "installing arq into $ARQ_VENV" >&2
+    "$PYTHON" -m venv "$ARQ_VENV"
+    "$ARQ_VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$ARQ_VENV/bin/python" -m pip install --quiet -e . -r bench/queue/requirements-arq.txt
+    touch "$ARQ_STAMP"
+fi
+exec "$VENV/bin/python" bench/queue/field.py "$@"
