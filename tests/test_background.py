@@ -237,7 +237,7 @@ async def test_runner_sends_consecutive_plain_functions_in_one_job() -> None:
         await runner.wait_idle()
         workers = runner._workers
         assert workers is not None
-        assert workers._started == 2  # one trip to a thread per stretch of plain functions
+        assert workers.started == 2  # one trip to a thread per stretch of plain functions
     assert rec.events == ["s1", "s2", "s3", "a", "s4", "s5"]
 
 
@@ -257,7 +257,7 @@ async def test_many_responses_share_few_threads() -> None:
         await runner.wait_idle()
         workers = runner._workers
         assert workers is not None
-        assert 1 <= len(workers._threads) <= 4
+        assert 1 <= len(workers.threads) <= 4
     assert len(rec.events) == 400
     for i in range(200):
         assert rec.events.index(f"{i}a") < rec.events.index(f"{i}b")

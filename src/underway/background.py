@@ -29,12 +29,12 @@ import contextvars
 import functools
 import inspect
 import logging
-import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
-from types import TracebackType
+from types import FunctionType, MethodType, TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, cast
+
+from underway.background_threads import Job, Workers, resolve
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -52,9 +52,6 @@ P = ParamSpec("P")
 DEFAULT_GRACE = 30.0
 #: Threads a runner may start for plain functions; Starlette's thread pool has as many.
 DEFAULT_MAX_THREADS = 40
-# How often a runner whose threads are all busy checks whether they are stuck on blocking
-# calls (no task started since the last look) and starts another thread if so.
-_STALL_CHECK = 0.01
 # How long cancelled tasks get to unwind once the grace period has run out.
 _UNWIND = 1.0
 
@@ -88,6 +85,11 @@ def task_name(func: object) -> str:
 
 
 def _is_async_callable(func: object) -> bool:
+    # Plain functions and methods, nearly every task, are answered from their code flags;
+    # one with attributes of its own may carry a coroutine marker: ask inspect.
+    plain = func.__func__ if type(func) is MethodType else func
+    if type(plain) is FunctionType and not plain.__dict__:
+        return bool(plain.__code__.co_flags & inspect.CO_COROUTINE)
     while isinstance(func, functools.partial):
         func = func.func
     call = getattr(type(func), "__call__", None)  # noqa: B004 - an async __call__, if any
@@ -110,14 +112,10 @@ else:
     try:
         from starlette.background import BackgroundTask as _StarletteTask
         from starlette.background import BackgroundTasks as _StarletteTasks
-    except ModuleNotFoundError:  # underway works without Starlette: the same bases, minimal
+    except ModuleNotFoundError:  # underway works without Starlette: then no base is needed
 
         class _StarletteTask:
-            def __init__(self, func, *args, **kwargs):
-                self.func = func
-                self.args = args
-                self.kwargs = kwargs
-                self.is_async = _is_async_callable(func)
+            pass
 
         class _StarletteTasks(_StarletteTask):
             pass
@@ -140,7 +138,8 @@ class BackgroundTask(_StarletteTask):
             TypeError: ``func`` is not callable.
         """
         _check_callable(func)
-        super().__init__(func, *args, **kwargs)
+        # Not Starlette's __init__: it would inspect func again, at several times the cost.
+        self.__dict__.update(func=func, args=args, kwargs=kwargs, is_async=_is_async_callable(func))
 
     async def __call__(self) -> None:
         """Run the task as a one-task :class:`BackgroundTasks` would."""
@@ -180,10 +179,14 @@ class BackgroundTasks(_StarletteTasks):
             return
         run = _Run(self.tasks)
         runner = _current_runner.get()
-        if runner is not None and runner._accepts():
-            await runner._run(run)
-        else:
+        if runner is None or not runner._accepts():
             await _drive(run, _hop_inline, len(run.tasks))
+            return
+        tail = run.sync_tail()
+        if tail:
+            await _drive(run, runner._hop, tail, runner)
+        if tail < len(run.tasks) and not run.stopped:
+            runner._hand_over(run)
 
 
 class _Run:
@@ -273,12 +276,15 @@ def _report_unfinished(unfinished: list[tuple[str, str]], why: str) -> None:
 Hop = Callable[["_Run", int], Awaitable[None]]
 
 
-async def _drive(run: _Run, hop: Hop, stop: int) -> None:
+async def _drive(run: _Run, hop: Hop, stop: int, runner: BackgroundRunner | None = None) -> None:
     """Run the tasks before ``stop``: coroutines here, plain functions through ``hop``.
 
     If the run is interrupted (the request task is cancelled), what did not finish is
-    logged by name before the interruption goes on.
+    logged by name before the interruption goes on. With ``runner``, the run is in its
+    books meanwhile, so that it can wait for the run at shutdown.
     """
+    if runner is not None:
+        runner._inline[run] = asyncio.current_task()
     tasks = run.tasks
     try:
         while run.position < stop and not run.stopped:
@@ -296,6 +302,9 @@ async def _drive(run: _Run, hop: Hop, stop: int) -> None:
     except BaseException as exc:
         run.give_up(f"they were interrupted ({type(exc).__name__})")
         raise
+    finally:
+        if runner is not None:
+            runner._left(run)
 
 
 async def _hop_inline(run: _Run, end: int) -> None:
@@ -306,166 +315,6 @@ async def _hop_inline(run: _Run, end: int) -> None:
         await asyncio.to_thread(run.call_sync, end)
     else:
         await anyio.to_thread.run_sync(run.call_sync, end)
-
-
-class _Job:
-    """Plain functions of one run, from ``run.position`` up to ``end``, for a worker."""
-
-    __slots__ = ("context", "end", "future", "run")
-
-    def __init__(
-        self, run: _Run, end: int, context: contextvars.Context, future: asyncio.Future[None] | None
-    ) -> None:
-        self.run = run
-        self.end = end
-        self.context = context
-        self.future = future  # set when the event loop waits for this job (async tasks follow)
-
-
-class _Workers:
-    """Threads that call the plain functions of many responses.
-
-    The event loop collects jobs during one turn and hands them over at its end, waking at
-    most one sleeping thread; the thread that takes a job wakes another while work is
-    left. Starlette's way, a trip through anyio's thread pool for each task with two wake-ups
-    of the event loop, costs an endpoint about half its throughput; this costs a few
-    microseconds per response. Threads start as needed: the first with the first job, more
-    only when every thread is stuck in a call (none started a job for a while) and jobs
-    wait, so a slow task does not hold up the others.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_threads: int) -> None:
-        self._loop = loop
-        self._max_threads = max_threads
-        self._lock = threading.Lock()
-        self._wakeup = threading.Semaphore(0)
-        self._queue: deque[_Job] = deque()
-        self._active: set[_Job] = set()  # handed over, not finished
-        self._pending: list[_Job] = []  # collected this turn of the event loop
-        self._threads: list[threading.Thread] = []
-        self._sleeping = 0
-        self._started = 0  # jobs taken by a thread, ever
-        self._seen_started = -1
-        self._stall_check: asyncio.TimerHandle | None = None
-        self._idle_waiters: list[asyncio.Future[None]] = []
-        self._closing = False
-
-    # Event-loop side.
-
-    def submit(self, job: _Job) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._hand_over)
-        self._pending.append(job)
-
-    def _hand_over(self) -> None:
-        batch, self._pending = self._pending, []
-        if self._closing:
-            return  # the runner gave up on these; drain() has named them
-        with self._lock:
-            self._queue.extend(batch)
-            self._active.update(batch)
-            wake = self._sleeping > 0
-            if wake:
-                self._sleeping -= 1
-        if wake:
-            self._wakeup.release()
-        elif not self._threads:
-            self._start_thread()
-        if self._stall_check is None:
-            self._stall_check = self._loop.call_later(_STALL_CHECK, self._check_stall)
-
-    def _check_stall(self) -> None:
-        self._stall_check = None
-        with self._lock:
-            if not self._queue:
-                return
-            stuck = self._started == self._seen_started
-            self._seen_started = self._started
-            wake = self._sleeping > 0
-            if wake:
-                self._sleeping -= 1
-        if wake:
-            self._wakeup.release()
-        elif stuck and len(self._threads) < self._max_threads:
-            self._start_thread()
-        self._stall_check = self._loop.call_later(_STALL_CHECK, self._check_stall)
-
-    def _start_thread(self) -> None:
-        thread = threading.Thread(
-            target=self._work, name=f"underway-background-{len(self._threads) + 1}", daemon=True
-        )
-        self._threads.append(thread)
-        thread.start()
-
-    def busy(self) -> bool:
-        return bool(self._pending or self._active)
-
-    def jobs(self) -> list[_Job]:
-        with self._lock:
-            return [*self._active, *self._pending]
-
-    def idle(self) -> asyncio.Future[None]:
-        """A future that is done once no job is pending or running."""
-        waiter = self._loop.create_future()
-        with self._lock:  # a thread finishing the last job reads the waiters under it too
-            if self.busy():
-                self._idle_waiters.append(waiter)
-            else:
-                waiter.set_result(None)
-        return waiter
-
-    def _check_idle(self) -> None:
-        if self.busy():
-            return
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            _resolve(waiter)
-
-    def close(self) -> None:
-        """Let every thread end once the jobs still running are done; drop queued ones."""
-        if self._stall_check is not None:
-            self._stall_check.cancel()
-            self._stall_check = None
-        with self._lock:
-            self._closing = True
-            self._queue.clear()
-            sleeping, self._sleeping = self._sleeping, 0
-        for _ in range(sleeping):
-            self._wakeup.release()
-
-    # Worker side.
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                job = self._queue.popleft() if self._queue else None
-                if job is None:
-                    if self._closing:
-                        return
-                    self._sleeping += 1
-                else:
-                    self._started += 1
-                    spread = bool(self._queue) and self._sleeping > 0
-                    if spread:
-                        self._sleeping -= 1
-            if job is None:
-                self._wakeup.acquire()
-                continue
-            if spread:
-                self._wakeup.release()
-            job.context.run(job.run.call_sync, job.end)
-            with self._lock:
-                self._active.discard(job)
-                notify_idle = not self._active and bool(self._idle_waiters)
-            if job.future is not None:
-                self._loop.call_soon_threadsafe(_resolve, job.future)
-            if notify_idle:
-                self._loop.call_soon_threadsafe(self._check_idle)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _seconds(value: float | timedelta, what: str) -> float:
@@ -516,7 +365,7 @@ class BackgroundRunner:
             raise ValueError(f"max_threads must be 1 or more, not {max_threads}.")
         self.max_threads = max_threads
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: _Workers | None = None
+        self._workers: Workers[_Run] | None = None
         self._inline: dict[_Run, asyncio.Task[Any] | None] = {}  # runs in their request
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._open = False
@@ -563,29 +412,24 @@ class BackgroundRunner:
         except RuntimeError:  # not on an asyncio event loop (trio): run as if unbound
             return False
 
-    async def _run(self, run: _Run) -> None:
-        tail = run.sync_tail()
-        if tail:
-            self._inline[run] = asyncio.current_task()
-            try:
-                await _drive(run, self._hop, tail)
-            finally:
-                del self._inline[run]
-                if not self._inline and self._idle_waiters:
-                    self._check_idle()
-        if tail < len(run.tasks) and not run.stopped:
-            self._threads().submit(_Job(run, len(run.tasks), contextvars.copy_context(), None))
+    def _left(self, run: _Run) -> None:
+        del self._inline[run]
+        if not self._inline and self._idle_waiters:
+            self._check_idle()
 
-    def _threads(self) -> _Workers:
+    def _hand_over(self, run: _Run) -> None:
+        self._threads().submit(Job(run, len(run.tasks), contextvars.copy_context()))
+
+    def _threads(self) -> Workers[_Run]:
         if self._workers is None:
             assert self._loop is not None
-            self._workers = _Workers(self._loop, self.max_threads)
+            self._workers = Workers(self._loop, self.max_threads)
         return self._workers
 
     async def _hop(self, run: _Run, end: int) -> None:
         assert self._loop is not None
         future: asyncio.Future[None] = self._loop.create_future()
-        self._threads().submit(_Job(run, end, contextvars.copy_context(), future))
+        self._threads().submit(Job(run, end, contextvars.copy_context(), future))
         try:
             await future
         except asyncio.CancelledError:
@@ -610,7 +454,7 @@ class BackgroundRunner:
     def _check_idle(self) -> None:
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
-            _resolve(waiter)
+            resolve(waiter)
 
     async def wait_idle(self) -> None:
         """Wait until every task given to the runner so far has finished.

@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Annotated, TypeAlias
 
 from fastapi import Depends, FastAPI
+from starlette.background import BackgroundTask as StarletteBackgroundTask
 from starlette.background import BackgroundTasks as StarletteBackgroundTasks
 
 from underway import background
@@ -50,7 +51,11 @@ async def request_background_tasks(
     they do.
     """
     tasks = background.BackgroundTasks()
-    fastapi_tasks.add_task(tasks)
+    # What fastapi_tasks.add_task(tasks) would append, without inspecting tasks.__call__
+    # again on every request to learn that it is async.
+    entry = StarletteBackgroundTask.__new__(StarletteBackgroundTask)
+    entry.__dict__.update(func=tasks, args=(), kwargs={}, is_async=True)
+    fastapi_tasks.tasks.append(entry)
     return tasks
 
 
