@@ -595,6 +595,36 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return table
 
 
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with the systems measured in ``new`` replaced by their new runs.
+
+    For re-measuring underway at a later commit while keeping the peers' runs: the report
+    then says which run (date, commit) each system's figures come from.
+    """
+    replaced = set(new["systems"])
+    merged = dict(old)
+    merged["systems"] = {**old["systems"], **new["systems"]}
+    merged["runs"] = [r for r in old["runs"] if r["system"] not in replaced] + new["runs"]
+    merged["errors"] = [e for e in old["errors"] if e["system"] not in replaced] + new["errors"]
+    merged["skipped"] = {
+        **{k: v for k, v in old["skipped"].items() if k not in replaced},
+        **new["skipped"],
+    }
+    env = new["environment"]
+    merged["remeasured"] = [
+        *old.get("remeasured", []),
+        {
+            "systems": sorted(replaced),
+            "date_utc": env["date_utc"],
+            "git_commit": env["git_commit"],
+            "config": new["config"],
+            "wall_seconds": new["wall_seconds"],
+        },
+    ]
+    merged["aggregate"] = aggregate(merged["runs"])
+    return merged
+
+
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     """Read the command line into the run's configuration."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -618,6 +648,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     add("--markdown", type=Path, help=f"tables (full mode: {MD_PATH})")
     add("--python", default=sys.executable, help="interpreter for the runs (.venv-bench)")
     add("--ref", default="HEAD", help='git revision of underway to measure, or "worktree"')
+    add("--merge", type=Path, help="replace these systems' runs in a saved JSON report")
     add("--render", type=Path, help="rewrite the markdown from a saved JSON report and exit")
     args = parser.parse_args(argv)
     from field_runner import SYSTEMS
@@ -663,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     md_path: Path | None = args.markdown or (None if config.quick else MD_PATH)
     with tempfile.TemporaryDirectory(prefix="underway-field-bench-") as tmp:
         report = measure_all(config, args.python, args.ref, Path(tmp))
+    if args.merge is not None:
+        report = merge(json.loads(args.merge.read_text()), report)
     text = field_report.markdown(report)
     print(text)
     if json_path is not None:

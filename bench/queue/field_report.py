@@ -270,6 +270,12 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- run {env['date_utc']}, {report['wall_seconds']:.0f} s in all; 1-minute load "
         f"average before each run: {load_range(report)}",
         "",
+        *[
+            f"- re-measured {', '.join(r['systems'])} on {r['date_utc']} at underway commit "
+            f"{r['git_commit'][:12]} (their rows replace the first run's)"
+            for r in report.get("remeasured", [])
+        ],
+        "",
         "Raw figures (every run): `bench/results/field.json`. Reproduce with "
         "`bash bench/run_all.sh` (`--quick` for a smoke test).",
         "",
