@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,9 +74,11 @@ PEERS = (
 #: Variants with another setting: measured on throughput and latency only.
 VARIANTS = ("arq-default", "dramatiq-tuned", "taskiq-list")
 VARIANT_WORKLOADS = ("throughput", "latency")
-#: Systems that run one job at a time per process: N divided by this on draining workloads,
-#: so that a run takes seconds, not minutes (written into the report).
-SLOW = {"rq": 20}
+#: Systems that drain slowly here (RQ runs one job at a time per process; the others drained
+#: under 500 jobs/s in trial runs): N divided by this on the draining workloads, so that a
+#: full run stays near 30 minutes. Rates are taken between the first and the last job's end,
+#: so a smaller N measures the same steady state (written into the report).
+SLOW = {"rq": 20, "celery": 4, "procrastinate": 4, "streaq": 4, "saq": 2}
 POLL_S = 0.02
 #: Workloads that only vary the parameters of the throughput run: the quick mode runs them
 #: for underway alone, to stay within a CI smoke test's minutes.
@@ -96,6 +99,7 @@ class Config:
     saturation_n: int
     saturation_concurrency: int
     scale: tuple[int, ...]
+    scale_n: int
     memory_n: int
     memory_n_peers: int
     workloads: tuple[str, ...]
@@ -197,7 +201,7 @@ class Bench:
                 n = n_for(config, target.key, config.saturation_n)
                 return self.drain(target, where, n, "sleep", config.saturation_concurrency, 1)
             if workload == "scale":
-                n = n_for(config, target.key, config.n)
+                n = n_for(config, target.key, config.scale_n)
                 return self.drain(target, where, n, "noop", config.concurrency, variant)
             n = config.memory_n if target.key in UNDERWAY else config.memory_n_peers
             n = n_for(config, target.key, n)
@@ -640,6 +644,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     add("--saturation-n", type=int, help="jobs per saturation run (3,000)")
     add("--saturation-concurrency", type=int, default=100, help="(100)")
     add("--scale", default="1,2,4", help="worker processes for the scale runs (1,2,4)")
+    add("--scale-n", type=int, help="jobs per scale run with 2 or 4 workers (5,000)")
     add("--memory-n", type=int, help="jobs through the memory run for underway (100,000)")
     add("--memory-n-peers", type=int, help="jobs through the memory run for peers (10,000)")
     add("--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {WORKLOADS}")
@@ -671,6 +676,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
         idle_s=0.3 if quick else args.idle,
         saturation_n=args.saturation_n or (200 if quick else 3_000),
         saturation_concurrency=args.saturation_concurrency,
+        scale_n=args.scale_n or (200 if quick else 5_000),
         scale=(1, 2) if quick else tuple(int(k) for k in args.scale.split(",")),
         memory_n=args.memory_n or (500 if quick else 100_000),
         memory_n_peers=args.memory_n_peers or (500 if quick else 10_000),
@@ -682,9 +688,15 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     return args, config
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and report it."""
     args, config = parse(argv)
+    # SIGTERM unwinds like Ctrl-C, so that the private servers and workers are stopped.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.render is not None:
         report = json.loads(args.render.read_text())
         text = field_report.markdown(report)

@@ -204,13 +204,20 @@ def markdown(report: Mapping[str, Any]) -> str:
         "## Job queues against the field",
         "",
         f"Medians of {reps} interleaved repetition(s), (min–max) in brackets. N = "
-        f"{config['n']:,} jobs for throughput, enqueue and scale; one worker process at "
+        f"{config['n']:,} jobs for throughput and enqueue, {config.get('scale_n', 0):,} "
+        "for the 2- and 4-worker runs; one worker process at "
         f"concurrency {config['concurrency']} unless the column says otherwise (what "
         "concurrency means for each system is under Settings). Latency: "
         f"{config['latency_jobs']} jobs {config['latency_spacing_s'] * 1e3:g} ms apart to an "
         f"idle worker. Saturation: {config['saturation_n']:,} jobs that wait 10 ms, "
         f"concurrency {config['saturation_concurrency']}."
-        + (f" Systems that run one job at a time get N divided: {slow}." if slow else ""),
+        + (
+            f" The slowest drainers get N divided on the draining workloads (throughput, "
+            f"saturation, scale, memory): {slow}; rates are taken from the first job's end "
+            "to the last's, so they measure the same steady state."
+            if slow
+            else ""
+        ),
         "",
         *main_table(report),
         "",
