@@ -224,6 +224,8 @@ async def test_underway_schedules_lists_them(tmp_path: Path) -> None:
 def test_three_worker_processes_enqueue_each_tick_once(tmp_path: Path) -> None:
     url = backend_url("sqlite", tmp_path)
     log = tmp_path / "ticks.log"
+    # From before the first start: a started worker ticks while the next ones start.
+    first = time.monotonic()
     workers = [
         WorkerProcess.worker(
             "tests.queue_apps.ticking:uw",
@@ -236,7 +238,6 @@ def test_three_worker_processes_enqueue_each_tick_once(tmp_path: Path) -> None:
         for i in range(3)
     ]
     try:
-        first = time.monotonic()
         time.sleep(4.2)
     finally:
         for worker in workers:
