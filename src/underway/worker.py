@@ -147,7 +147,7 @@ class Worker:
         self._running: dict[str, tuple[JobRecord, asyncio.Task[None]]] = {}
         self._why_cancelled: dict[str, str] = {}
         self._outbox: list[Release] = []
-        self._releasing: list[Release] = []  # the batch a release call is storing now
+        self._releasing: list[list[Release]] = []  # the batches release calls are storing
         self._outbox_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -213,7 +213,6 @@ class Worker:
         )
         helpers = [
             asyncio.create_task(self._heartbeat_loop(backend), name="underway-heartbeat"),
-            asyncio.create_task(self._flush_loop(backend), name="underway-release"),
         ]
         if self.run_schedules:
             for schedule in self.app.schedules.values():
@@ -233,21 +232,27 @@ class Worker:
             len(self.app.schedules) if self.run_schedules else 0,
         )
         self._started.set()
+        # While the worker takes jobs, its acquire loop also stores their outcomes (with
+        # the next acquire, in one round trip); once it stops, the flusher stores the
+        # outcomes of the jobs still finishing.
+        flusher: asyncio.Task[None] | None = None
         try:
             await self._acquire_loop(backend)
+            flusher = asyncio.create_task(self._flush_loop(backend), name="underway-release")
             await self._drain()
         finally:
-            for helper in helpers[2:]:
+            for helper in helpers[1:]:
                 helper.cancel()
-            heartbeat, flusher = helpers[0], helpers[1]
+            heartbeat = helpers[0]
             heartbeat.cancel()
-            await asyncio.gather(*helpers[2:], heartbeat, return_exceptions=True)
+            await asyncio.gather(*helpers[1:], heartbeat, return_exceptions=True)
             # Never cancel the flusher: cancelled in the middle of a release, it would drop
             # the batch it holds (the write may not have started), and those jobs would stay
             # running until their leases expired, then run again. Let it finish and return.
             self._closing = True
             self._outbox_ready.set()
-            await asyncio.gather(flusher, return_exceptions=True)
+            if flusher is not None:
+                await asyncio.gather(flusher, return_exceptions=True)
             await self._flush(backend)
             try:
                 await backend.unregister_worker(self.id)
@@ -299,6 +304,8 @@ class Worker:
             while not self._stopping.is_set():
                 free = self.concurrency - len(self._running)
                 if free <= 0:
+                    # Every job that ends frees a slot first, so its outcome waits here at
+                    # most until the next exchange, which takes it along.
                     self._slot_free.clear()
                     await asyncio.wait(
                         [asyncio.ensure_future(self._slot_free.wait()), stop_wait],
@@ -306,7 +313,7 @@ class Worker:
                     )
                     continue
                 try:
-                    records = await backend.acquire(self.queues, self.id, free, self.lease)
+                    records = await self._exchange(backend, free)
                 except Exception:  # any store failure: a driver error must not end the worker
                     logger.exception("Worker %s could not acquire jobs; retrying.", self.id)
                     await asyncio.wait([stop_wait], timeout=self.poll)
@@ -314,12 +321,68 @@ class Worker:
                 for record in records:
                     self._start_job(record)
                 if len(records) < free:
-                    waiter = asyncio.ensure_future(backend.wait_for_work(self.queues, self.poll))
-                    await asyncio.wait([waiter, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-                    if not waiter.done():
-                        waiter.cancel()
+                    await self._idle(backend, stop_wait)
         finally:
             stop_wait.cancel()
+
+    async def _exchange(self, backend: Backend, free: int) -> list[JobRecord]:
+        """Store the outcomes waiting, if any, and lease up to ``free`` jobs: one round trip."""
+        batch = self._take_outbox()
+        if not batch:
+            return await backend.acquire(self.queues, self.id, free, self.lease)
+        try:
+            applied, records = await backend.release_and_acquire(
+                self.id, batch, self.queues, free, self.lease
+            )
+        except BaseException:
+            self._outbox[:0] = batch  # keep every outcome: nothing acknowledged is lost
+            raise
+        finally:
+            self._releasing = [b for b in self._releasing if b is not batch]
+        self._report_refused(batch, applied)
+        return records
+
+    async def _idle(self, backend: Backend, stop_wait: asyncio.Future[Any]) -> None:
+        """Wait for work (or the stop); store the outcomes of jobs that end meanwhile."""
+        waiter = asyncio.ensure_future(backend.wait_for_work(self.queues, self.poll))
+        delay = 0.05
+        try:
+            while True:
+                pending: list[asyncio.Future[Any]] = [waiter, stop_wait]
+                pause: float | None = None
+                if self._outbox:
+                    self._outbox_ready.clear()
+                    if await self._release_outbox(backend, delay):
+                        delay = 0.05
+                    else:  # the store failed: try again after a pause
+                        pause, delay = delay, min(delay * 2, 5.0)
+                if waiter.done() or stop_wait.done():
+                    return
+                ready = asyncio.ensure_future(self._outbox_ready.wait())
+                done, _ = await asyncio.wait(
+                    [*pending, ready], timeout=pause, return_when=asyncio.FIRST_COMPLETED
+                )
+                ready.cancel()
+                if waiter in done or stop_wait in done:
+                    return
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _take_outbox(self) -> list[Release]:
+        batch, self._outbox = self._outbox, []
+        if batch:
+            self._releasing.append(batch)
+        return batch
+
+    def _report_refused(self, batch: Sequence[Release], applied: Sequence[bool]) -> None:
+        for release, ok in zip(batch, applied, strict=True):
+            if not ok:
+                logger.warning(
+                    "The outcome of job %s was not recorded: its lease was lost (it ran "
+                    "too long without a heartbeat); the job runs again.",
+                    release.lease.job_id,
+                )
 
     def _start_job(self, record: JobRecord) -> None:
         task = asyncio.create_task(self._run_job(record), name=f"underway-job:{record.id}")
@@ -561,7 +624,7 @@ class Worker:
                 # Finished jobs whose outcome is not stored yet stay leased too: if the store
                 # refuses writes for a while, a reaper (this worker's own included) must
                 # not recover a job that has already run, and run it again.
-                waiting = [*self._releasing, *self._outbox]
+                waiting = [*(r for batch in self._releasing for r in batch), *self._outbox]
                 leases = [record.lease for record, _ in self._running.values()]
                 leases += [release.lease for release in waiting]
                 renewal = await backend.extend_leases(self.id, leases, self.lease)
@@ -597,38 +660,40 @@ class Worker:
 
     async def _flush_loop(self, backend: Backend) -> None:
         while not self._closing:
-            await self._outbox_ready.wait()
+            if not self._outbox:
+                await self._outbox_ready.wait()
             self._outbox_ready.clear()
             await self._flush(backend)
 
     async def _flush(self, backend: Backend) -> None:
+        """Store every outcome waiting, retrying with backoff while the store fails."""
         delay = 0.05
         while self._outbox:
-            batch, self._outbox = self._outbox, []
-            self._releasing = batch
-            try:
-                try:
-                    applied = await backend.release(self.id, batch)
-                finally:
-                    self._releasing = []
-            except Exception:
-                self._outbox[:0] = batch  # keep every outcome: nothing acknowledged is lost
-                logger.exception(
-                    "Worker %s could not record %d outcome(s); retrying in %.1f s.",
-                    self.id,
-                    len(batch),
-                    delay,
-                )
+            if not await self._release_outbox(backend, delay):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            for release, ok in zip(batch, applied, strict=True):
-                if not ok:
-                    logger.warning(
-                        "The outcome of job %s was not recorded: its lease was lost (it ran "
-                        "too long without a heartbeat); the job runs again.",
-                        release.lease.job_id,
-                    )
+
+    async def _release_outbox(self, backend: Backend, retry_in: float) -> bool:
+        """Store the outcomes waiting, once; on failure keep them and return ``False``."""
+        batch = self._take_outbox()
+        try:
+            try:
+                applied = await backend.release(self.id, batch)
+            finally:
+                self._releasing = [b for b in self._releasing if b is not batch]
+        except BaseException as exc:
+            self._outbox[:0] = batch  # keep every outcome: nothing acknowledged is lost
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the outcomes wait for the final flush
+            logger.exception(
+                "Worker %s could not record %d outcome(s); retrying in %.1f s.",
+                self.id,
+                len(batch),
+                retry_in,
+            )
+            return False
+        self._report_refused(batch, applied)
+        return True
 
     async def _guard(self, coro: Any, what: str) -> None:
         try:

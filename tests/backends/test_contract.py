@@ -342,6 +342,81 @@ async def test_release_many_mixes_applied_and_refused(backend: Backend) -> None:
     assert (await backend.count_jobs())["default"] == {JobStatus.SUCCEEDED: 10}
 
 
+# -- release and acquire in one call ----------------------------------------------------------
+
+
+async def test_release_and_acquire_releases_then_leases(backend: Backend, clock: FakeClock) -> None:
+    await backend.enqueue_many([new(f"t{i}", priority=i % 2) for i in range(6)])
+    first = await backend.acquire(Q, "w1", 2, LEASE)
+    clock.advance(3)
+    releases = [Release(j.lease, Outcome.success(b"1")) for j in first]
+    releases.append(Release(Lease(first[0].id, 99), Outcome.success(b"0")))  # a stale lease
+    applied, taken = await backend.release_and_acquire("w1", releases, Q, 3, LEASE)
+    assert applied == [True, True, False]
+    # The same jobs, in the same order, as acquire() would have given.
+    assert [j.task_name for j in first + taken] == ["t1", "t3", "t5", "t0", "t2"]
+    for job in taken:
+        assert (job.status, job.attempts, job.lease_owner) == (JobStatus.RUNNING, 1, "w1")
+        assert (job.started_at, job.lease_expires_at) == (clock.now, clock.now + LEASE)
+    for job in first:
+        done = await backend.get_job(job.id)
+        assert done is not None
+        assert (done.status, done.result, done.finished_at) == (
+            JobStatus.SUCCEEDED,
+            b"1",
+            clock.now,
+        )
+    assert await backend.release("w1", [Release(first[0].lease, Outcome.success(b"2"))]) == [False]
+
+
+async def test_release_and_acquire_with_nothing_to_release_acquires(backend: Backend) -> None:
+    await backend.enqueue_many([new() for _ in range(3)])
+    applied, taken = await backend.release_and_acquire("w1", [], Q, 2, LEASE)
+    assert (applied, len(taken)) == ([], 2)
+    assert len(await backend.acquire(Q, "w1", 5, LEASE)) == 1
+
+
+async def test_release_and_acquire_with_limit_zero_only_releases(backend: Backend) -> None:
+    await backend.enqueue_many([new() for _ in range(3)])
+    job = await acquire_one(backend)
+    applied, taken = await backend.release_and_acquire(
+        "w1", [Release(job.lease, Outcome.failure("E: x"))], Q, 0, LEASE
+    )
+    assert (applied, taken) == ([True], [])
+    counts = (await backend.count_jobs())["default"]
+    assert counts == {JobStatus.DEAD: 1, JobStatus.QUEUED: 2}
+
+
+async def test_release_and_acquire_applies_every_outcome_kind(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.enqueue_many([new("a", max_attempts=3), new("b"), new("c"), new("d")])
+    a, b, c, d = await backend.acquire(Q, "w1", 4, LEASE)
+    later = clock.now + timedelta(seconds=5)
+    releases = [
+        Release(a.lease, Outcome.retry(later, "E: 1")),
+        Release(b.lease, Outcome.cancelled()),
+        Release(c.lease, Outcome.dead("bad record")),
+        Release(d.lease, Outcome.requeue()),
+    ]
+    applied, _ = await backend.release_and_acquire("w1", releases, Q, 1, LEASE)
+    assert applied == [True] * 4
+    got = {j.task_name: j for j in await backend.list_jobs()}
+    assert (got["a"].status, got["a"].scheduled_at) == (JobStatus.SCHEDULED, later)
+    assert got["b"].status is JobStatus.CANCELLED
+    assert (got["c"].status, got["c"].dead_reason) == (JobStatus.DEAD, "bad record")
+    # The requeued job waits again, or was taken by this very call (the contract allows both).
+    assert got["d"].status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    assert got["d"].attempts == (1 if got["d"].status is JobStatus.RUNNING else 0)
+
+
+async def test_release_and_acquire_refuses_bad_arguments(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        await backend.release_and_acquire("w1", [], Q, -1, LEASE)
+    with pytest.raises(ValueError, match="at least one queue"):
+        await backend.release_and_acquire("w1", [], [], 1, LEASE)
+
+
 # -- unique keys ------------------------------------------------------------------------------
 
 

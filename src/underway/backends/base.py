@@ -48,6 +48,7 @@ __all__ = [
     "Backend",
     "Clock",
     "check_acquire",
+    "check_exchange",
     "check_paging",
     "check_progress",
     "exhausted_reason",
@@ -208,6 +209,35 @@ class Backend(ABC):
 
         The releases are applied in one round trip; each is atomic on its own.
         """
+
+    async def release_and_acquire(
+        self,
+        worker_id: str,
+        releases: Sequence[Release],
+        queues: Sequence[str],
+        limit: int,
+        lease: timedelta,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """Record outcomes and lease more jobs: :meth:`release`, then :meth:`acquire`.
+
+        Returns what the two calls return: per release whether it was applied, and the
+        newly leased jobs (none when ``limit`` is 0). Each half follows its own method's
+        specification; a job released back to the queue by this call (``retry`` due now,
+        ``requeue``) may or may not be among the jobs it acquires. Backends override this
+        to do both in one round trip (and one transaction where the store has them), so
+        that a busy worker pays one store operation per batch of jobs, not two.
+
+        Raises:
+            ValueError: ``limit`` is negative or ``queues`` is empty.
+            BackendError: The store failed. The releases may have been applied or not;
+                nothing was acquired. Releasing again is safe: an applied release is
+                reported as refused the second time, and changes nothing.
+        """
+        check_exchange(queues, limit)
+        applied = await self.release(worker_id, releases)
+        if limit == 0:
+            return applied, []
+        return applied, await self.acquire(queues, worker_id, limit, lease)
 
     @abstractmethod
     async def reap_expired(self) -> list[JobRecord]:
@@ -373,6 +403,13 @@ def check_acquire(queues: Sequence[str], limit: int) -> None:
         raise ValueError("queues must name at least one queue, e.g. ['default'].")
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}.")
+
+
+def check_exchange(queues: Sequence[str], limit: int) -> None:
+    """Raise ``ValueError`` for the arguments :meth:`Backend.release_and_acquire` refuses."""
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}.")
+    check_acquire(queues, max(limit, 1))
 
 
 def check_progress(progress: float) -> None:

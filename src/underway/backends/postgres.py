@@ -42,6 +42,7 @@ from underway.backends.base import (
     Backend,
     Clock,
     check_acquire,
+    check_exchange,
     check_paging,
     check_progress,
     purge_statuses,
@@ -403,15 +404,8 @@ class PostgresBackend(Backend):
     ) -> list[JobRecord]:
         """See :meth:`Backend.acquire`. One statement, one round trip."""
         check_acquire(queues, limit)
-        now = self.clock()
-        names = list(dict.fromkeys(queues))
-        async with self._connection("acquire jobs") as conn:
-            rows = await conn.fetch(
-                self.queries["acquire"], names, now, limit, worker_id, now + lease
-            )
-        # RETURNING gives no order; restore the one the rows were chosen in.
-        rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
-        return [schema.decode_job(row, now) for row in rows]
+        _, records = await self._exchange(worker_id, (), queues, limit, lease)
+        return records
 
     async def extend_leases(
         self, worker_id: str, leases: Sequence[Lease], duration: timedelta
@@ -432,11 +426,57 @@ class PostgresBackend(Backend):
         """See :meth:`Backend.release`. One statement, one round trip."""
         if not releases:
             return []
+        applied, _ = await self._exchange(worker_id, releases, (), 0, timedelta(0))
+        return applied
+
+    async def release_and_acquire(
+        self,
+        worker_id: str,
+        releases: Sequence[Release],
+        queues: Sequence[str],
+        limit: int,
+        lease: timedelta,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """See :meth:`Backend.release_and_acquire`. One statement: one round trip, one commit.
+
+        A job this call puts back in its queue (a retry due now, a requeue) is not among the
+        jobs it acquires: the statement sees the queue as it was before.
+        """
+        check_exchange(queues, limit)
+        return await self._exchange(worker_id, releases, queues, limit, lease)
+
+    async def _exchange(
+        self,
+        worker_id: str,
+        releases: Sequence[Release],
+        queues: Sequence[str],
+        limit: int,
+        lease: timedelta,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        now = self.clock()
+        names = list(dict.fromkeys(queues)) if limit else []
         args = schema.release_args(releases)
-        async with self._connection(f"release {len(releases)} job(s)") as conn:
-            rows = await conn.fetch(self.queries["release"], *args, self.clock(), self.channel)
-        applied = {row["ord"] - 1 for row in rows}
-        return [i in applied for i in range(len(releases))]
+        what = f"release {len(releases)} job(s) and acquire jobs" if limit else "release jobs"
+        async with self._connection(what if releases else "acquire jobs") as conn:
+            rows = await conn.fetch(
+                self.queries["exchange"],
+                *args,
+                now,
+                self.channel,
+                names,
+                limit,
+                worker_id,
+                now + lease,
+            )
+        applied_ords = rows[-1]["released"]  # the last row reports the releases
+        acquired = rows[:-1]
+        # RETURNING gives no order; restore the one the jobs were chosen in.
+        acquired.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
+        applied = set(applied_ords)
+        return (
+            [i in applied for i in range(1, len(releases) + 1)],
+            [schema.decode_job(row, now) for row in acquired],
+        )
 
     async def reap_expired(self) -> list[JobRecord]:
         """See :meth:`Backend.reap_expired`. One statement."""

@@ -65,6 +65,7 @@ from underway.backends.base import (
     Backend,
     Clock,
     check_acquire,
+    check_exchange,
     check_paging,
     check_progress,
     purge_statuses,
@@ -111,6 +112,8 @@ _SCRIPTS = (
 _BATCH = 1000  # jobs examined per script call by reap, purge and list
 _REAP_REASON = "the lease expired (the worker stopped)"
 _SAFE_POLICIES = ("noeviction", "volatile-")  # our keys never have a TTL
+#: Outcomes that put a job back in its queue, where waiting workers may take it.
+_BACK = frozenset({OutcomeKind.RETRY, OutcomeKind.REQUEUE})
 
 
 class RedisBackend(Backend):
@@ -311,20 +314,67 @@ class RedisBackend(Backend):
     ) -> list[JobRecord]:
         """See :meth:`Backend.acquire`."""
         check_acquire(queues, limit)
-        nonce = secrets.token_hex(8)
-        script = self._scripts["acquire"]
+        _, records = await self._exchange(worker_id, (), queues, limit, lease)
+        return records
+
+    async def release_and_acquire(
+        self,
+        worker_id: str,
+        releases: Sequence[Release],
+        queues: Sequence[str],
+        limit: int,
+        lease: timedelta,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """See :meth:`Backend.release_and_acquire`. Both scripts in one round trip."""
+        check_exchange(queues, limit)
+        return await self._exchange(worker_id, releases, queues, limit, lease)
+
+    async def _exchange(
+        self,
+        worker_id: str,
+        releases: Sequence[Release],
+        queues: Sequence[str],
+        limit: int,
+        lease: timedelta,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """Run the release script, then the acquire script, pipelined: one round trip."""
+        acquire, release = self._scripts["acquire"], self._scripts["release"]
+        acquire_nonce, release_nonce = secrets.token_hex(8), secrets.token_hex(8)
+        release_tail: list[str | bytes | int] = [release_nonce, str(len(releases))]
+        for item in releases:
+            release_tail += release_args(item)
         moments: list[datetime] = []
 
         async def attempt(client: aioredis.Redis) -> Any:
-            # A retry takes a fresh "now", so a lease never starts out expired.
-            now = self.clock()
-            moments.append(now)
-            args = [self.prefix, to_us(now), to_us(now + lease), worker_id, limit, nonce]
-            return await script(args=[*args, *queues], client=client)
+            for loaded in (False, True):
+                # A retry takes a fresh "now", so a lease never starts out expired.
+                now = self.clock()
+                moments.append(now)
+                now_us = to_us(now)
+                async with client.pipeline(transaction=False) as pipe:
+                    if releases:
+                        pipe.evalsha(release.sha, 0, self.prefix, now_us, *release_tail)
+                    if limit:
+                        head = (self.prefix, now_us, to_us(now + lease), worker_id, limit)
+                        pipe.evalsha(acquire.sha, 0, *head, acquire_nonce, *queues)
+                    try:
+                        return await pipe.execute()
+                    except rx.NoScriptError:  # the server restarted or flushed its scripts
+                        if loaded:
+                            raise
+                # Each script is safe to run twice (see the module docstring): run both again.
+                await client.script_load(release.script)
+                await client.script_load(acquire.script)
+            raise AssertionError("unreachable")
 
-        reply = await self._call("acquire", attempt)
+        replies = await self._call("release and acquire", attempt)
+        applied: list[bool] = []
+        if releases:
+            applied = [bool(flag) for flag in replies[0]]
+            if any(item.outcome.kind in _BACK for item in releases):
+                self._wake(None)
         records = []
-        for item in reply:
+        for item in replies[-1] if limit else ():
             fields = unpack_record(item)
             try:
                 records.append(decode_job(fields, moments[-1]))
@@ -332,7 +382,7 @@ class RedisBackend(Backend):
                 job_id = fields.get(b"id", b"").decode(errors="replace")
                 logger.error("Job %r cannot be read and goes to dead: %s", job_id, exc)
                 await self.mark_dead(job_id, f"malformed record: {exc}")
-        return records
+        return applied, records
 
     async def extend_leases(
         self, worker_id: str, leases: Sequence[Lease], duration: timedelta
@@ -357,8 +407,7 @@ class RedisBackend(Backend):
         for item in releases:
             args += release_args(item)
         applied = await self._run("release", args)
-        back = {OutcomeKind.RETRY, OutcomeKind.REQUEUE}
-        if any(item.outcome.kind in back for item in releases):
+        if any(item.outcome.kind in _BACK for item in releases):
             self._wake(None)
         return [bool(flag) for flag in applied]
 

@@ -36,6 +36,7 @@ from underway.backends.base import (
     Backend,
     Clock,
     check_acquire,
+    check_exchange,
     check_paging,
     check_progress,
     purge_statuses,
@@ -225,6 +226,24 @@ class SQLiteBackend(Backend):
         applied = await self._write(_release, list(releases), self.clock())
         self._wake()
         return applied
+
+    async def release_and_acquire(
+        self,
+        worker_id: str,
+        releases: Sequence[Release],
+        queues: Sequence[str],
+        limit: int,
+        lease: timedelta,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """See :meth:`Backend.release_and_acquire`. One transaction: one commit for both."""
+        check_exchange(queues, limit)
+        now = self.clock()
+        applied, records = await self._write(
+            _release_and_acquire, list(releases), list(queues), worker_id, limit, now, now + lease
+        )
+        if releases:
+            self._wake()
+        return applied, records
 
     async def reap_expired(self) -> list[JobRecord]:
         """See :meth:`Backend.reap_expired`."""
@@ -490,6 +509,20 @@ def _release(conn: sqlite3.Connection, releases: list[Release], now: datetime) -
         conn.execute(Q["update_job"], schema.update_params(job))
         applied.append(True)
     return applied
+
+
+def _release_and_acquire(
+    conn: sqlite3.Connection,
+    releases: list[Release],
+    queues: list[str],
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    expires_at: datetime,
+) -> tuple[list[bool], list[JobRecord]]:
+    applied = _release(conn, releases, now)
+    records = _acquire(conn, queues, worker_id, limit, now, expires_at) if limit else []
+    return applied, records
 
 
 def _reap(conn: sqlite3.Connection, now: datetime) -> list[JobRecord]:

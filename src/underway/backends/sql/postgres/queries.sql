@@ -50,63 +50,20 @@ SELECT * FROM {schema}.jobs WHERE id = $1 FOR UPDATE;
 SELECT 1 FROM {schema}.jobs
 WHERE unique_key = $1 AND status IN ('queued', 'scheduled', 'running');
 
--- name: acquire
--- $1: queue names; $2: now; $3: limit; $4: worker id; $5: lease expiry.
--- One index scan per queue (each in priority, time and enqueue order), merged and cut to
--- the limit; SKIP LOCKED lets concurrent workers take different jobs without waiting.
-WITH picked AS (
-    SELECT j.seq
-    FROM unnest($1::text[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT seq, priority, scheduled_at
-        FROM {schema}.jobs
-        WHERE queue = q.name AND status IN ('queued', 'scheduled') AND scheduled_at <= $2
-        ORDER BY priority DESC, scheduled_at, seq
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED
-    ) AS j
-    ORDER BY j.priority DESC, j.scheduled_at, j.seq
-    LIMIT $3
-)
-UPDATE {schema}.jobs AS t
-SET status = 'running',
-    attempts = t.attempts + 1,
-    lease_token = t.lease_token + 1,
-    lease_owner = $4,
-    lease_expires_at = $5,
-    started_at = $2,
-    progress = NULL,
-    progress_message = NULL,
-    cancel_requested = false
-FROM picked
-WHERE t.seq = picked.seq
-RETURNING t.*;
-
--- name: any_due
-SELECT EXISTS (
-    SELECT 1 FROM {schema}.jobs
-    WHERE queue = ANY($1::text[]) AND status IN ('queued', 'scheduled') AND scheduled_at <= $2
-);
-
--- name: extend_leases
--- $1, $2: job ids and tokens; $3: new expiry; $4: now; $5: worker id.
-WITH held AS (
-    UPDATE {schema}.jobs AS j
-    SET lease_expires_at = $3
-    FROM unnest($1::text[], $2::bigint[]) AS l(id, token)
-    WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'running'
-    RETURNING j.id, j.cancel_requested
-),
-touched AS (
-    UPDATE {schema}.workers SET heartbeat_at = $4 WHERE id = $5
-)
-SELECT id, cancel_requested FROM held;
-
--- name: release
--- $1..$8: parallel arrays, one element per release; $9: now; $10: the channel.
+-- name: exchange
+-- Release outcomes and acquire jobs, in one statement: one round trip, one commit. Serves
+-- release (no queues, limit 0), acquire (no releases) and release_and_acquire.
+-- $1..$8: parallel arrays, one element per release; $9: now; $10: the channel;
+-- $11: queue names; $12: limit; $13: worker id; $14: lease expiry.
 -- The outcomes of backends/transitions.py:released, in SQL; the dead reason is
 -- base.exhausted_reason(attempts, "the task failed") (a test holds them equal).
--- Returns the ordinal of every release that was applied.
+-- The acquire takes one index scan per queue (each in priority, time and enqueue order),
+-- merged and cut to the limit; SKIP LOCKED lets concurrent workers take different jobs
+-- without waiting. The statement sees one snapshot: the jobs it releases are still running
+-- there, so the two updates never touch the same row, and a job it puts back in its queue
+-- is not acquired by it.
+-- Returns a row per acquired job (released NULL), then one row whose released column holds
+-- the ordinals of the releases that were applied (its job columns NULL).
 WITH r AS (
     SELECT *
     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::text[], $6::text[],
@@ -149,8 +106,59 @@ done AS (
     FROM r
     WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
     RETURNING r.ord, CASE WHEN j.status = 'queued' THEN pg_notify($10, j.queue) END
+),
+picked AS (
+    SELECT j.seq
+    FROM unnest($11::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT seq, priority, scheduled_at
+        FROM {schema}.jobs
+        WHERE queue = q.name AND status IN ('queued', 'scheduled') AND scheduled_at <= $9
+        ORDER BY priority DESC, scheduled_at, seq
+        LIMIT $12
+        FOR UPDATE SKIP LOCKED
+    ) AS j
+    ORDER BY j.priority DESC, j.scheduled_at, j.seq
+    LIMIT $12
+),
+acquired AS (
+    UPDATE {schema}.jobs AS t
+    SET status = 'running',
+        attempts = t.attempts + 1,
+        lease_token = t.lease_token + 1,
+        lease_owner = $13,
+        lease_expires_at = $14,
+        started_at = $9,
+        progress = NULL,
+        progress_message = NULL,
+        cancel_requested = false
+    FROM picked
+    WHERE t.seq = picked.seq
+    RETURNING t.*
 )
-SELECT ord FROM done;
+SELECT NULL::bigint[] AS released, a.* FROM acquired AS a
+UNION ALL
+SELECT array(SELECT ord FROM done), (NULL::{schema}.jobs).*;
+
+-- name: any_due
+SELECT EXISTS (
+    SELECT 1 FROM {schema}.jobs
+    WHERE queue = ANY($1::text[]) AND status IN ('queued', 'scheduled') AND scheduled_at <= $2
+);
+
+-- name: extend_leases
+-- $1, $2: job ids and tokens; $3: new expiry; $4: now; $5: worker id.
+WITH held AS (
+    UPDATE {schema}.jobs AS j
+    SET lease_expires_at = $3
+    FROM unnest($1::text[], $2::bigint[]) AS l(id, token)
+    WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'running'
+    RETURNING j.id, j.cancel_requested
+),
+touched AS (
+    UPDATE {schema}.workers SET heartbeat_at = $4 WHERE id = $5
+)
+SELECT id, cancel_requested FROM held;
 
 -- name: reap
 -- $1: now; $2: the channel. transitions.reaped in SQL; the dead reason is
