@@ -1,6 +1,7 @@
 -- Lease up to `limit` due jobs of the given queues to a worker.
 -- ARGV: prefix, now, expires, worker, limit, nonce, queue...
--- Returns the leased jobs' records (see record() in lib.lua), in the order they were chosen.
+-- Returns the leased jobs' records, in the order they were chosen: each an array of the
+-- values of FIELDS (lib.lua), nil for a missing one (a retry's answer: as record() sends).
 local now, expires, worker, limit, nonce = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local PROMOTE = 1000
 local running = P .. ':running'
@@ -44,7 +45,7 @@ for _, q in ipairs(queues) do
 end
 
 -- Positions in FIELDS (lib.lua) of the fields that must be numbers.
-local NUMERIC = { [6] = true, [7] = true, [8] = true, [9] = true, [10] = true, [15] = true }
+local NUMERIC = { 6, 7, 8, 9, 10, 15 }
 
 -- A record that cannot be decoded goes to dead with the reason, and is not returned.
 local function bury(id, key, q, unique_key, reason)
@@ -62,11 +63,13 @@ local function take(id, q)
   if v[5] ~= 'queued' and v[5] ~= 'scheduled' then
     return -- a stale entry: the job was purged, or changed by an operator
   end
-  for i = 1, 15 do
-    if not v[i] and i < 5 then
+  for i = 1, 4 do
+    if not v[i] then
       return bury(id, key, q, v[16], 'the ' .. FIELDS[i] .. ' field is missing')
     end
-    if NUMERIC[i] and not tonumber(v[i]) then
+  end
+  for _, i in ipairs(NUMERIC) do
+    if not tonumber(v[i]) then
       return bury(id, key, q, v[16], 'the ' .. FIELDS[i] .. ' field is missing or not a number')
     end
   end
@@ -79,7 +82,7 @@ local function take(id, q)
   redis.call('ZADD', running, expires, id)
   v[5], v[7], v[15], v[13], v[14], v[11] = 'running', attempts, token, worker, expires, now
   v[20], v[21], v[22] = false, false, false
-  out[#out + 1] = pack(v)
+  out[#out + 1] = v -- an array of the FIELDS (false for none): hiredis reads it in C
   taken_ids[#taken_ids + 1] = id
   taken_tokens[#taken_tokens + 1] = token
 end

@@ -5,6 +5,16 @@
 local now, nonce, count = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local running = P .. ':running'
 local out = {}
+-- The changes of the job being released, written with one HSET and one HDEL.
+local sets, dels
+local function set(field, value)
+  if value then
+    sets[#sets + 1] = field
+    sets[#sets + 1] = value
+  else
+    dels[#dels + 1] = field
+  end
+end
 
 for j = 0, count - 1 do
   local b = 5 + j * 7
@@ -26,16 +36,7 @@ for j = 0, count - 1 do
     -- first write would grow it, and workers must still be able to record outcomes.
     redis.call('ZREM', running, id)
     redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
-    -- The other changes of the job are gathered and written with one HSET and one HDEL.
-    local sets, dels = { 'released_by', token .. ' ' .. nonce }, {}
-    local function set(field, value)
-      if value then
-        sets[#sets + 1] = field
-        sets[#sets + 1] = value
-      else
-        dels[#dels + 1] = field
-      end
-    end
+    sets, dels = { 'released_by', token .. ' ' .. nonce }, {}
     local final = nil
     if kind == 'success' then
       set('result', result)
