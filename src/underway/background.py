@@ -60,6 +60,17 @@ _current_runner: contextvars.ContextVar[BackgroundRunner | None] = contextvars.C
 )
 
 
+class DurableCall(Protocol):
+    """A call of a durable task, prepared by ``Task.prepare_durable_call``.
+
+    ``app`` stores ``job`` through its ``enqueue_jobs``; this module knows nothing more of
+    the queue, so that after-response tasks never import it.
+    """
+
+    app: Any
+    job: Any
+
+
 class _Task(Protocol):
     """What a run needs of a task: Starlette's ``BackgroundTask`` has it too."""
 
@@ -159,14 +170,44 @@ class BackgroundTasks(_StarletteTasks):
     def __init__(self, tasks: Sequence[_StarletteTask] | None = None) -> None:
         """Start with ``tasks`` (objects with ``func``, ``args``, ``kwargs``, ``is_async``)."""
         self.tasks = list(tasks) if tasks else []
+        self.durable: list[DurableCall] = []
 
     def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
         """Call ``func(*args, **kwargs)`` after the response has been sent.
 
+        A function registered with ``@uw.task`` is not called here: its job is stored on the
+        durable queue instead, before the response is sent when the endpoint succeeds
+        (``underway.fastapi.BackgroundTasks`` does that; see :meth:`enqueue_durable`), and
+        a worker runs it. Its arguments are checked now.
+
         Raises:
             TypeError: ``func`` is not callable.
+            SerializationError: ``func`` is a durable task and an argument cannot be stored.
         """
+        prepare = getattr(func, "prepare_durable_call", None)
+        if prepare is not None:
+            self.durable.append(prepare(args, kwargs))
+            return
         self.tasks.append(BackgroundTask(func, *args, **kwargs))
+
+    async def enqueue_durable(self) -> list[Any]:
+        """Store the jobs of the durable tasks added so far; return their ``Job`` handles.
+
+        Jobs of one app go to its store in one round trip. Called once the endpoint has
+        returned; if it is never called, the jobs are stored when the tasks run, after the
+        response.
+
+        Raises:
+            BackendError: the store could not be reached; nothing of that app was stored.
+        """
+        calls, self.durable = self.durable, []
+        by_app: dict[int, list[DurableCall]] = {}
+        for call in calls:
+            by_app.setdefault(id(call.app), []).append(call)
+        jobs: list[Any] = []
+        for group in by_app.values():
+            jobs += await group[0].app.enqueue_jobs([call.job for call in group])
+        return jobs
 
     async def __call__(self) -> None:
         """Run the tasks; the application calls this once the response body is sent.
@@ -175,6 +216,11 @@ class BackgroundTasks(_StarletteTasks):
         :class:`BackgroundRunner` bound to the request, the plain functions at the end of
         the list are handed to its threads and this returns without waiting for them.
         """
+        if self.durable:
+            try:
+                await self.enqueue_durable()
+            except Exception:
+                logger.exception("Could not store the durable tasks of this response.")
         if not self.tasks:
             return
         run = _Run(self.tasks)

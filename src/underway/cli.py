@@ -70,13 +70,22 @@ def run(script: Path, script_args: tuple[str, ...], grace: float, verbose: bool)
 
 
 @main.command()
+@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
-def demo(verbose: bool) -> None:
-    """Run a short demonstration of underway's periodic loops."""
-    from underway import demo as demo_module
+def demo(port: int, verbose: bool) -> None:
+    """Serve the demo app: after-response tasks, durable jobs, a schedule and a loop.
 
+    Jobs go to underway-demo.db in the current directory. Ctrl-C stops it gracefully.
+    """
     _configure_logging(verbose)
-    demo_module.main()
+    try:
+        from underway import demo as demo_module
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"the demo needs FastAPI and uvicorn ({exc.name} is missing): "
+            "pip install 'underway[fastapi]' uvicorn"
+        ) from exc
+    demo_module.main(port=port)
 
 
 # -- the durable queue --------------------------------------------------------------------

@@ -27,8 +27,9 @@ lifespan that takes the tasks when the response is sent and drains them at shutd
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Annotated, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from fastapi import Depends, FastAPI
 from starlette.background import BackgroundTask as StarletteBackgroundTask
@@ -37,18 +38,25 @@ from starlette.background import BackgroundTasks as StarletteBackgroundTasks
 from underway import background
 from underway import starlette as _starlette
 from underway.background import DEFAULT_GRACE, DEFAULT_MAX_THREADS
+from underway.loop import Loop
+
+if TYPE_CHECKING:
+    from underway.app import Underway
 
 __all__ = ["BackgroundTasks", "install"]
 
 
 async def request_background_tasks(
     fastapi_tasks: StarletteBackgroundTasks,
-) -> background.BackgroundTasks:
-    """Return the request's :class:`underway.BackgroundTasks`, attached to its response.
+) -> AsyncIterator[background.BackgroundTasks]:
+    """Yield the request's :class:`underway.BackgroundTasks`, attached to its response.
 
     The dependency behind :data:`BackgroundTasks`; FastAPI caches it per request. The
     instance goes into the background tasks FastAPI gives the response, so it runs when
-    they do.
+    they do. Its durable tasks (functions registered with ``@uw.task``) are stored when the
+    endpoint has returned, before the response is sent: the dependency's exit runs in
+    FastAPI's function scope. If the endpoint raises, they are not stored, just as the
+    other tasks do not run.
     """
     tasks = background.BackgroundTasks()
     # What fastapi_tasks.add_task(tasks) would append, without inspecting tasks.__call__
@@ -56,18 +64,26 @@ async def request_background_tasks(
     entry = StarletteBackgroundTask.__new__(StarletteBackgroundTask)
     entry.__dict__.update(func=tasks, args=(), kwargs={}, is_async=True)
     fastapi_tasks.tasks.append(entry)
-    return tasks
+    yield tasks
+    if tasks.durable:
+        await tasks.enqueue_durable()
 
 
 #: Annotate an endpoint or dependency parameter with it to receive the request's tasks.
 BackgroundTasks: TypeAlias = Annotated[
-    background.BackgroundTasks, Depends(request_background_tasks)
+    background.BackgroundTasks, Depends(request_background_tasks, scope="function")
 ]
 
 
 def install(
     app: FastAPI,
+    uw: Underway | None = None,
     *,
+    worker: bool = False,
+    worker_options: Mapping[str, Any] | None = None,
+    loops: Sequence[Loop[Any]] = (),
+    dashboard: str | None = None,
+    dashboard_options: Mapping[str, Any] | None = None,
     grace: float | timedelta = DEFAULT_GRACE,
     max_threads: int = DEFAULT_MAX_THREADS,
 ) -> None:
@@ -77,8 +93,14 @@ def install(
     its startup and shutdown handlers) is kept: it starts before the runner and ends after
     the runner has drained, so tasks can still use what it set up.
 
+    With the durable queue ``uw``, the lifespan also opens and closes its store and can
+    run a worker (with the schedules), loops and the dashboard inside the app; see
+    :func:`underway.starlette.install` for ``worker``, ``worker_options``, ``loops``,
+    ``dashboard`` and ``dashboard_options``.
+
     Args:
         app: The FastAPI application.
+        uw: The app's durable queue, if it has one.
         grace: How long shutdown waits for unfinished after-response tasks (seconds or a
             timedelta); what is still unfinished then is named in an ERROR record.
         max_threads: The most threads calling plain ``def`` tasks at once.
@@ -88,4 +110,14 @@ def install(
             wrong type.
         ValueError: ``app`` already has it, ``grace`` is negative, or ``max_threads`` < 1.
     """
-    _starlette.install(app, grace=grace, max_threads=max_threads)
+    _starlette.install(
+        app,
+        uw,
+        worker=worker,
+        worker_options=worker_options,
+        loops=loops,
+        dashboard=dashboard,
+        dashboard_options=dashboard_options,
+        grace=grace,
+        max_threads=max_threads,
+    )

@@ -26,10 +26,11 @@ supports (uvicorn, hypercorn, granian, Starlette's TestClient).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,6 +41,11 @@ from underway.background import (
     BackgroundRunner,
     _current_runner,
 )
+from underway.loop import Loop
+
+if TYPE_CHECKING:
+    from underway.app import Underway
+    from underway.worker import Worker
 
 __all__ = ["STATE_KEY", "BackgroundMiddleware", "install", "lifespan"]
 
@@ -74,14 +80,75 @@ class BackgroundMiddleware:
             _current_runner.reset(token)
 
 
-class _Lifespan:
-    """An app's lifespan with a BackgroundRunner inside it."""
+class _Services:
+    """The durable queue's parts an app runs in its lifespan: the app's store, an in-process
+    worker (with the schedules), and periodic loops."""
 
-    def __init__(self, inner: AppLifespan | None, grace: float | timedelta, max_threads: int):
+    def __init__(
+        self,
+        uw: Underway | None,
+        worker: bool,
+        worker_options: Mapping[str, Any] | None,
+        loops: Sequence[Loop[Any]],
+    ) -> None:
+        if worker and uw is None:
+            raise TypeError(
+                "install(app, worker=True) needs the app's queue: install(app, uw, ...)."
+            )
+        for item in loops:
+            if not isinstance(item, Loop):
+                raise TypeError(f"loops= takes underway.loop objects, not {item!r}.")
+        self.uw = uw
+        self.worker = worker
+        self.worker_options = dict(worker_options or {})
+        self.loops = list(loops)
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        worker: Worker | None = None
+        worker_task: asyncio.Task[None] | None = None
+        if self.uw is not None:
+            await self.uw.open()
+        try:
+            if self.worker and self.uw is not None:
+                worker = self.uw.worker(**self.worker_options)
+                worker_task = asyncio.create_task(worker.run(), name="underway-app-worker")
+                await asyncio.wait(
+                    [worker_task, asyncio.ensure_future(worker.started())],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if worker_task.done():
+                    worker_task.result()  # it failed to start: raise why
+            for item in self.loops:
+                item.start()
+            yield
+        finally:
+            for item in self.loops:
+                item.stop()
+            tasks = [t for t in (item.get_task() for item in self.loops) if t is not None]
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                tasks.append(worker_task)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.uw is not None:
+                await self.uw.close()
+
+
+class _Lifespan:
+    """An app's lifespan with a BackgroundRunner (and optionally the queue) inside it."""
+
+    def __init__(
+        self,
+        inner: AppLifespan | None,
+        grace: float | timedelta,
+        max_threads: int,
+        services: _Services | None = None,
+    ):
         BackgroundRunner(grace=grace, max_threads=max_threads)  # check the arguments now
         self.inner = inner
         self.grace = grace
         self.max_threads = max_threads
+        self.services = services
 
     def __call__(self, app: Any) -> AbstractAsyncContextManager[Mapping[str, Any]]:
         return self._run(app)
@@ -94,6 +161,10 @@ class _Lifespan:
                 state = await stack.enter_async_context(self.inner(app))
             runner = BackgroundRunner(grace=self.grace, max_threads=self.max_threads)
             await stack.enter_async_context(runner)
+            if self.services is not None:
+                # Entered last, left first: the worker and loops stop, then after-response
+                # tasks drain, then the app's own shutdown runs.
+                await stack.enter_async_context(self.services.run())
             yield {**(state or {}), STATE_KEY: runner}
 
 
@@ -130,7 +201,13 @@ def lifespan(
 
 def install(
     app: Starlette,
+    uw: Underway | None = None,
     *,
+    worker: bool = False,
+    worker_options: Mapping[str, Any] | None = None,
+    loops: Sequence[Loop[Any]] = (),
+    dashboard: str | None = None,
+    dashboard_options: Mapping[str, Any] | None = None,
     grace: float | timedelta = DEFAULT_GRACE,
     max_threads: int = DEFAULT_MAX_THREADS,
 ) -> None:
@@ -139,8 +216,19 @@ def install(
     Call it once, before the app starts serving. The app's lifespan (or its startup and
     shutdown handlers) is kept; see :func:`lifespan` for the order and ``grace``.
 
+    With the durable queue ``uw``, the lifespan also opens its store and closes it at
+    shutdown, and can run, for small deployments, a worker (with the queue's schedules),
+    periodic loops and the dashboard inside the web app.
+
     Args:
         app: A Starlette application (FastAPI applications are ones too).
+        uw: The app's durable queue (``underway.Underway``), if it has one.
+        worker: Run a worker for ``uw`` in the app's process; it stops gracefully at
+            shutdown, before after-response tasks are drained.
+        worker_options: Arguments for the worker (``concurrency``, ``queues``, ...).
+        loops: ``underway.loop`` objects to start at startup and stop at shutdown.
+        dashboard: Mount the dashboard at this path (needs ``underway[dashboard]``).
+        dashboard_options: Arguments for the dashboard (``token``, ``read_only``, ...).
         grace: How long shutdown waits for after-response tasks (seconds or a timedelta).
         max_threads: The most threads calling plain functions at once.
 
@@ -155,6 +243,16 @@ def install(
         )
     if isinstance(app.router.lifespan_context, _Lifespan):
         raise ValueError("underway is already installed on this application; call install() once.")
-    wrapped = lifespan(app.router.lifespan_context, grace=grace, max_threads=max_threads)
+    if dashboard is not None and uw is None:
+        raise TypeError("install(app, dashboard=...) needs the app's queue: install(app, uw, ...).")
+    wanted = uw is not None or worker or bool(loops)
+    services = _Services(uw, worker, worker_options, loops) if wanted else None
+    if app.router.lifespan_context is not None and not callable(app.router.lifespan_context):
+        raise TypeError("the app's lifespan is not callable.")
+    wrapped = _Lifespan(app.router.lifespan_context, grace, max_threads, services)
     app.add_middleware(BackgroundMiddleware)  # first: it refuses an app that has started
     app.router.lifespan_context = wrapped
+    if dashboard is not None and uw is not None:
+        from underway.dashboard import mount  # needs the 'dashboard' extra
+
+        mount(app, uw, path=dashboard, **dict(dashboard_options or {}))

@@ -25,7 +25,7 @@ from underway.job import NewJob, as_timedelta
 if TYPE_CHECKING:
     from underway.app import Underway
 
-__all__ = ["Executor", "Task", "TaskCall"]
+__all__ = ["Executor", "PreparedCall", "Task", "TaskCall"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,6 +67,14 @@ def _module_name(fn: Callable[..., Any]) -> str:
         return str(spec.name)
     path = getattr(main, "__file__", None)
     return Path(path).stem if path else module
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """A serialized call waiting to be stored (see ``BackgroundTasks.add_task``)."""
+
+    app: Underway
+    job: NewJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +230,12 @@ class Task(Generic[P, R]):
             TypeError: the app's store is not PostgreSQL.
         """
         return await TaskCall(self, _CallOptions()).enqueue_in(connection, *args, **kwargs)
+
+    def prepare_durable_call(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> PreparedCall:
+        """Serialize a call for ``BackgroundTasks.add_task``, which stores it later."""
+        return PreparedCall(self.app, TaskCall(self, _CallOptions()).new_job(args, kwargs))
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Like :meth:`enqueue`, from synchronous code (scripts, Flask, Django views).
