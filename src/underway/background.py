@@ -171,6 +171,9 @@ class BackgroundTasks(_StarletteTasks):
         """Start with ``tasks`` (objects with ``func``, ``args``, ``kwargs``, ``is_async``)."""
         self.tasks = list(tasks) if tasks else []
         self.durable: list[DurableCall] = []
+        # Set by a framework that can run code after the endpoint returned and before the
+        # response is sent; called when the first durable task is added, to store it there.
+        self.before_response: Callable[[], None] | None = None
 
     def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
         """Call ``func(*args, **kwargs)`` after the response has been sent.
@@ -187,6 +190,8 @@ class BackgroundTasks(_StarletteTasks):
         prepare = getattr(func, "prepare_durable_call", None)
         if prepare is not None:
             self.durable.append(prepare(args, kwargs))
+            if len(self.durable) == 1 and self.before_response is not None:
+                self.before_response()
             return
         self.tasks.append(BackgroundTask(func, *args, **kwargs))
 

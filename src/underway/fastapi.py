@@ -27,11 +27,13 @@ lifespan that takes the tasks when the response is sent and drains them at shutd
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from datetime import timedelta
+from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.background import BackgroundTask as StarletteBackgroundTask
 from starlette.background import BackgroundTasks as StarletteBackgroundTasks
 
@@ -47,16 +49,18 @@ __all__ = ["BackgroundTasks", "install"]
 
 
 async def request_background_tasks(
-    fastapi_tasks: StarletteBackgroundTasks,
-) -> AsyncIterator[background.BackgroundTasks]:
-    """Yield the request's :class:`underway.BackgroundTasks`, attached to its response.
+    request: Request, fastapi_tasks: StarletteBackgroundTasks
+) -> background.BackgroundTasks:
+    """Return the request's :class:`underway.BackgroundTasks`, attached to its response.
 
     The dependency behind :data:`BackgroundTasks`; FastAPI caches it per request. The
     instance goes into the background tasks FastAPI gives the response, so it runs when
     they do. Its durable tasks (functions registered with ``@uw.task``) are stored when the
-    endpoint has returned, before the response is sent: the dependency's exit runs in
-    FastAPI's function scope. If the endpoint raises, they are not stored, just as the
-    other tasks do not run.
+    endpoint has returned, before the response is sent, in the exit of FastAPI's function
+    scope; if the endpoint raises, they are not stored, just as the other tasks do not run.
+
+    That exit is registered only when a durable task is added: a ``yield`` dependency
+    would do the same on every request, at several times the cost of this one.
     """
     tasks = background.BackgroundTasks()
     # What fastapi_tasks.add_task(tasks) would append, without inspecting tasks.__call__
@@ -64,14 +68,30 @@ async def request_background_tasks(
     entry = StarletteBackgroundTask.__new__(StarletteBackgroundTask)
     entry.__dict__.update(func=tasks, args=(), kwargs={}, is_async=True)
     fastapi_tasks.tasks.append(entry)
-    yield tasks
-    if tasks.durable:
-        await tasks.enqueue_durable()
+    function_scope = request.scope.get("fastapi_function_astack")
+    if isinstance(function_scope, AsyncExitStack):
+
+        async def store_durable(
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> bool:
+            if exc_type is None and tasks.durable:
+                await tasks.enqueue_durable()
+            return False
+
+        def register() -> None:
+            function_scope.push_async_exit(store_durable)
+
+        tasks.before_response = register
+    # Without it (a FastAPI without function scopes), durable tasks are stored when the
+    # tasks run, after the response.
+    return tasks
 
 
 #: Annotate an endpoint or dependency parameter with it to receive the request's tasks.
 BackgroundTasks: TypeAlias = Annotated[
-    background.BackgroundTasks, Depends(request_background_tasks, scope="function")
+    background.BackgroundTasks, Depends(request_background_tasks)
 ]
 
 
