@@ -278,3 +278,26 @@ async def test_wait_for_work_sees_jobs_enqueued_by_another_connection(tmp_path: 
         await producer.enqueue(new(scheduled_at=START))
         assert await asyncio.wait_for(waiter, 5) is True
         assert time.monotonic() - started < 0.5
+
+
+async def test_concurrent_writes_share_commits_and_fail_alone(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "jobs.db")
+    async with backend:
+        taken = await backend.enqueue(new())
+        commits = 0
+
+        def count_commit(statement: str) -> None:
+            nonlocal commits
+            commits += statement.strip().upper() == "COMMIT"
+
+        await backend._call(lambda conn: conn.set_trace_callback(count_commit))
+        calls = [backend.enqueue(new(f"t{i}")) for i in range(50)]
+        calls.insert(10, backend.enqueue(NewJob("dup", b"{}", id=taken.id)))  # refused
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        await backend._call(lambda conn: conn.set_trace_callback(None))
+        assert isinstance(results[10], ValueError)
+        assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != 10)
+        stored = await backend.list_jobs(limit=100)
+        assert len(stored) == 51
+        assert "dup" not in {job.task_name for job in stored}
+        assert 1 <= commits < 25, commits  # grouped: far fewer commits than writes

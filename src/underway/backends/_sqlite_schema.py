@@ -6,6 +6,7 @@ one knows the tables, the other the contract.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import time
@@ -185,8 +186,12 @@ def to_us(value: datetime) -> int:
     return (value - EPOCH) // _MICROSECOND
 
 
+@functools.lru_cache(maxsize=4096)
 def from_us(value: int) -> datetime:
-    """Microseconds since the Unix epoch as an aware UTC datetime."""
+    """Microseconds since the Unix epoch as an aware UTC datetime.
+
+    Cached: the jobs of a batch share their times (enqueued, started, lease expiry).
+    """
     return EPOCH + timedelta(microseconds=value)
 
 
@@ -309,12 +314,111 @@ class _Reader:
             raise self._bad("status") from None
 
 
+#: The columns of ``jobs`` in table order, as ``SELECT *`` and ``RETURNING *`` give them.
+JOB_COLUMNS = (
+    "seq",
+    "id",
+    "task_name",
+    "queue",
+    "payload",
+    "status",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "enqueued_at",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "lease_owner",
+    "lease_expires_at",
+    "lease_token",
+    "unique_key",
+    "result",
+    "error",
+    "traceback",
+    "progress",
+    "progress_message",
+    "cancel_requested",
+    "dead_reason",
+)
+_STATUSES = {status.value: status for status in JobStatus}
+_SCHEDULED = JobStatus.SCHEDULED
+
+
+def _opt(value: Any, kind: type) -> bool:
+    return value is None or type(value) is kind
+
+
 def decode_job(row: sqlite3.Row, now: datetime) -> JobRecord:
     """Build a :class:`JobRecord` from a ``jobs`` row, reporting a due scheduled job as queued.
 
     Raises:
         CorruptRecordError: A column holds a value underway did not write.
     """
+    # The common case, a row as underway wrote it, checked and built in one go; anything
+    # else takes the column-by-column reader, which names what is wrong.
+    if tuple(row.keys()) == JOB_COLUMNS:
+        (_, id_, task, queue, payload, status, priority, attempts, max_attempts, enqueued,
+         scheduled, started, finished, owner, expires, token, unique_key, result, error, tb,
+         progress, message, cancel, dead_reason) = row  # fmt: skip
+        state = _STATUSES.get(status)
+        if (
+            state is not None
+            and type(id_) is str
+            and type(task) is str
+            and type(queue) is str
+            and type(payload) is bytes
+            and type(priority) is int
+            and type(attempts) is int
+            and type(max_attempts) is int
+            and type(enqueued) is int
+            and type(scheduled) is int
+            and type(token) is int
+            and type(cancel) is int
+            and _opt(started, int)
+            and _opt(finished, int)
+            and _opt(expires, int)
+            and _opt(owner, str)
+            and _opt(unique_key, str)
+            and _opt(result, bytes)
+            and _opt(error, str)
+            and _opt(tb, str)
+            and _opt(message, str)
+            and _opt(dead_reason, str)
+            and (progress is None or type(progress) is float)
+        ):
+            scheduled_at = from_us(scheduled)
+            if state is _SCHEDULED and scheduled_at <= now:
+                state = JobStatus.QUEUED
+            return JobRecord(
+                id=id_,
+                task_name=task,
+                queue=queue,
+                payload=payload,
+                status=state,
+                priority=priority,
+                attempts=attempts,
+                max_attempts=max_attempts,
+                enqueued_at=from_us(enqueued),
+                scheduled_at=scheduled_at,
+                started_at=None if started is None else from_us(started),
+                finished_at=None if finished is None else from_us(finished),
+                lease_owner=owner,
+                lease_expires_at=None if expires is None else from_us(expires),
+                lease_token=token,
+                unique_key=unique_key,
+                result=result,
+                error=error,
+                traceback=tb,
+                progress=progress,
+                progress_message=message,
+                cancel_requested=bool(cancel),
+                dead_reason=dead_reason,
+            )
+    return _decode_checked(row, now)
+
+
+def _decode_checked(row: sqlite3.Row, now: datetime) -> JobRecord:
     r = _Reader(row)
     scheduled_at = r.time("scheduled_at")
     return JobRecord(

@@ -22,16 +22,17 @@ and of jobs enqueued by other processes by polling every ``poll_interval`` secon
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from os import PathLike, fspath
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from underway.backends import _sqlite_schema as schema
+from underway.backends._sqlite_thread import DatabaseThread
 from underway.backends.base import (
     Backend,
     Clock,
@@ -105,8 +106,7 @@ class SQLiteBackend(Backend):
         self.busy_timeout = busy_timeout
         self.poll_interval = poll_interval
         self.synchronous = synchronous.lower()
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._thread: DatabaseThread | None = None
         self._waiters: set[asyncio.Future[bool]] = set()
 
     @classmethod
@@ -140,22 +140,27 @@ class SQLiteBackend(Backend):
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None or self._conn is None:
+    async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        thread = self._thread
+        if thread is None:
             raise BackendError(
                 f"the SQLite backend for {self.path!r} is not open; call open() "
                 "or use 'async with' first."
             )
-        loop = asyncio.get_running_loop()
-        conn = self._conn
         try:
-            return await loop.run_in_executor(self._executor, lambda: fn(conn, *args))
+            result: T = await thread.call(fn, args, write)
         except sqlite3.Error as exc:
             # The one place where driver errors become underway's.
             raise BackendError(f"SQLite database {self.path!r}: {exc}") from exc
+        return result
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on the database thread (a read: no transaction)."""
+        return await self._submit(fn, args, False)
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._call(schema.transaction, fn, *args)
+        """Run ``fn(conn, *args)`` in a write transaction, committed before it returns."""
+        return await self._submit(fn, args, True)
 
     def _wake(self, value: bool = True) -> None:
         for waiter in self._waiters:
@@ -167,30 +172,24 @@ class SQLiteBackend(Backend):
 
     async def open(self) -> None:
         """See :meth:`Backend.open`."""
-        if self._conn is not None:
+        if self._thread is not None:
             return
-        executor = ThreadPoolExecutor(1, thread_name_prefix="underway-sqlite")
-        loop = asyncio.get_running_loop()
+        thread = DatabaseThread(
+            functools.partial(schema.connect, self.path, self.busy_timeout, self.synchronous),
+            "underway-sqlite",
+        )
         try:
-            self._conn = await loop.run_in_executor(
-                executor, schema.connect, self.path, self.busy_timeout, self.synchronous
-            )
+            await thread.start()
         except sqlite3.Error as exc:
-            executor.shutdown(wait=False)
             raise BackendError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        self._executor = executor
+        self._thread = thread
 
     async def close(self) -> None:
         """See :meth:`Backend.close`."""
         self._wake(False)
-        conn, executor = self._conn, self._executor
-        self._conn = self._executor = None
-        if conn is not None and executor is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-            executor.shutdown(wait=False)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await thread.stop()
 
     # -- producers ------------------------------------------------------------------------
 
@@ -257,7 +256,7 @@ class SQLiteBackend(Backend):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         sql = schema.with_placeholders(Q["any_due"], "queues", len(queues))
-        while self._conn is not None:
+        while self._thread is not None:
             due = await self._call(_exists, sql, [*queues, schema.to_us(self.clock())])
             if due:
                 return True
@@ -493,14 +492,14 @@ def _extend(
 
 
 def _release(conn: sqlite3.Connection, releases: list[Release], now: datetime) -> list[bool]:
+    successes = [item for item in releases if item.outcome.kind is OutcomeKind.SUCCESS]
+    done = _release_successes(conn, successes, now) if successes else set()
     applied = []
-    now_us = schema.to_us(now)
     for item in releases:
-        params: dict[str, Any] = {"id": item.lease.job_id, "token": item.lease.token}
         if item.outcome.kind is OutcomeKind.SUCCESS:
-            params.update(result=item.outcome.result, now=now_us)
-            applied.append(conn.execute(Q["release_success"], params).rowcount == 1)
+            applied.append((item.lease.job_id, item.lease.token) in done)
             continue
+        params = {"id": item.lease.job_id, "token": item.lease.token}
         row = conn.execute(Q["held_job"], params).fetchone()
         if row is None:
             applied.append(False)
@@ -509,6 +508,26 @@ def _release(conn: sqlite3.Connection, releases: list[Release], now: datetime) -
         conn.execute(Q["update_job"], schema.update_params(job))
         applied.append(True)
     return applied
+
+
+#: Successes released by one statement (three parameters each, far below SQLite's limit).
+_RELEASE_CHUNK = 500
+
+
+def _release_successes(
+    conn: sqlite3.Connection, successes: list[Release], now: datetime
+) -> set[tuple[str, int]]:
+    """Release every success in one statement per chunk; return the (id, token) applied."""
+    done: set[tuple[str, int]] = set()
+    now_us = schema.to_us(now)
+    for start in range(0, len(successes), _RELEASE_CHUNK):
+        chunk = successes[start : start + _RELEASE_CHUNK]
+        sql = Q["release_successes"].replace("{values}", ", ".join(["(?, ?, ?)"] * len(chunk)))
+        params: list[Any] = [now_us]
+        for item in chunk:
+            params += (item.lease.job_id, item.lease.token, item.outcome.result)
+        done.update((row[0], row[1]) for row in conn.execute(sql, params))
+    return done
 
 
 def _release_and_acquire(

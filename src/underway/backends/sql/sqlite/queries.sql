@@ -48,12 +48,16 @@ UPDATE jobs SET lease_expires_at = :expires_at
 WHERE id = :id AND lease_token = :token AND status = 'running'
 RETURNING id, cancel_requested;
 
--- name: release_success
--- The common outcome, in one statement; other outcomes go through update_job.
+-- name: release_successes
+-- The common outcome, for a batch of jobs in one statement; other outcomes go through
+-- update_job. {values} is a list of "(?, ?, ?)" rows: job id, lease token, result. The first
+-- parameter is now. Returns the id and token of every job released.
 UPDATE jobs
-SET status = 'succeeded', result = :result, finished_at = :now,
+SET status = 'succeeded', result = v.result, finished_at = ?,
     lease_owner = NULL, lease_expires_at = NULL
-WHERE id = :id AND lease_token = :token AND status = 'running';
+FROM (SELECT column1 AS id, column2 AS token, column3 AS result FROM (VALUES {values})) AS v
+WHERE jobs.id = v.id AND jobs.lease_token = v.token AND jobs.status = 'running'
+RETURNING jobs.id, jobs.lease_token;
 
 -- name: expired_leases
 SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < :now;
