@@ -231,9 +231,7 @@ class Task(Generic[P, R]):
         """
         return await TaskCall(self, _CallOptions()).enqueue_in(connection, *args, **kwargs)
 
-    def prepare_durable_call(
-        self, args: Sequence[Any], kwargs: Mapping[str, Any]
-    ) -> PreparedCall:
+    def prepare_durable_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> PreparedCall:
         """Serialize a call for ``BackgroundTasks.add_task``, which stores it later."""
         return PreparedCall(self.app, TaskCall(self, _CallOptions()).new_job(args, kwargs))
 
