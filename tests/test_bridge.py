@@ -158,3 +158,23 @@ async def test_install_runs_a_worker_and_loops_in_the_app(tmp_path: Path) -> Non
 def test_install_refuses_a_worker_without_a_queue() -> None:
     with pytest.raises(TypeError, match="needs the app's queue"):
         install(FastAPI(), worker=True)
+
+
+async def test_install_mounts_the_dashboard_behind_its_token(tmp_path: Path) -> None:
+    uw = Underway(f"sqlite:///{tmp_path / 'dash.db'}")
+    app = FastAPI()
+    install(
+        app,
+        uw,
+        dashboard="/underway",
+        dashboard_options={"token": "a-long-enough-token-for-the-dashboard-0123456789"},
+    )
+    async with serve(app) as served:
+        anonymous = await served.client.get("/underway/", headers={"accept": "application/json"})
+        assert anonymous.status_code == 401
+        authorised = await served.client.get(
+            "/underway/",
+            headers={"authorization": "Bearer a-long-enough-token-for-the-dashboard-0123456789"},
+        )
+        assert authorised.status_code == 200
+        assert "Queues" in authorised.text
