@@ -8,6 +8,7 @@ Workloads, each on a fresh store:
   ``finished_at`` (the worker's clock when the last outcome was stored).
 * ``single``: N awaits of ``task.enqueue()`` one after another.
 * ``bulk``: N jobs through ``task.enqueue_many``, 1,000 per call.
+* ``memory``: ``drain``, with the worker process's RSS read after every tenth of the jobs.
 * ``latency``: an idle worker in a subprocess; this process enqueues ``--latency-jobs``
   jobs ``--spacing`` seconds apart; each job returns ``time.time()`` when it starts; p50
   and p99 of start minus the moment ``enqueue`` was called.
@@ -208,14 +209,23 @@ async def idle_worker(url: str) -> None:
 # -- timed workloads ------------------------------------------------------------------------
 
 
-async def drain(url: str, n: int, loop_name: str) -> dict[str, Any]:
+def rss_mib() -> float:
+    """This process's resident memory."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def drain(url: str, n: int, loop_name: str, memory: bool = False) -> dict[str, Any]:
     uw, noop, _ = make_app(url)
     done = 0
     worker: Any = None
+    samples: list[float] = []
 
     async def counted() -> None:
         nonlocal done
         done += 1
+        if memory and done % max(1, n // 10) == 0:
+            samples.append(round(rss_mib(), 1))
         if done == n:
             worker.stop()
 
@@ -247,6 +257,7 @@ async def drain(url: str, n: int, loop_name: str) -> dict[str, Any]:
         "succeeded": succeeded,
         "loop": loop_name,
         "server_seconds_by_command": commands,
+        **({"rss_mib_every_tenth": samples} if memory else {}),
     }
 
 
@@ -331,7 +342,8 @@ def run(coro: Any, use_uvloop: bool) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "workload", choices=["drain", "single", "bulk", "latency", "_fill", "_idle_worker"]
+        "workload",
+        choices=["drain", "memory", "single", "bulk", "latency", "_fill", "_idle_worker"],
     )
     parser.add_argument("url", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -355,12 +367,12 @@ def main() -> None:
         return
     for _ in range(args.repeat):
         with store(args) as url:
-            if args.workload == "drain" and args.backend != "memory":
+            if args.workload in ("drain", "memory") and args.backend != "memory":
                 subprocess.run(
                     [sys.executable, str(HERE), "_fill", url, "--n", str(args.n)], check=True
                 )
-            if args.workload == "drain":
-                result = run(drain(url, args.n, loop_name), args.uvloop)
+            if args.workload in ("drain", "memory"):
+                result = run(drain(url, args.n, loop_name, args.workload == "memory"), args.uvloop)
             elif args.workload == "latency":
                 result = run(latency(url, args.latency_jobs, args.spacing, loop_name), args.uvloop)
             else:

@@ -48,6 +48,7 @@ from redis import exceptions as rx
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from underway.backends import _redis_wire as wire
 from underway.backends._redis_records import (
     decode_job,
     decode_worker,
@@ -153,6 +154,7 @@ class RedisBackend(Backend):
         self._pool: aioredis.ConnectionPool | None = None
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self._wire: wire.Wire | None = None  # the lean connection of the hot scripts
         self._waiters: dict[asyncio.Future[bool], frozenset[str]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -216,10 +218,43 @@ class RedisBackend(Backend):
                 raise BackendError(f"Redis at {self.where}: {what} failed: {exc}") from exc
 
     async def _run(self, name: str, args: Sequence[str | bytes | int]) -> Any:
-        script = self._scripts[name]
-        return await self._call(
-            name, lambda client: script(args=[self.prefix, *args], client=client)
-        )
+        (reply,) = await self._call(name, lambda client: self._evals(client, [(name, args)]))
+        return reply
+
+    async def _evals(
+        self, client: aioredis.Redis, calls: Sequence[tuple[str, Sequence[str | bytes | int]]]
+    ) -> list[Any]:
+        """Run scripts (name and arguments after the prefix) in one round trip, in order.
+
+        Through the lean connection when there is one, else through redis-py. A server that
+        lost the scripts (restarted, flushed) gets them again and runs the calls again:
+        every script is safe to run twice (see the module docstring).
+
+        Raises:
+            redis.exceptions.ResponseError: A script failed (the first failure is raised).
+        """
+        commands = [
+            ("EVALSHA", self._scripts[name].sha, 0, self.prefix, *args) for name, args in calls
+        ]
+        replies = await self._send(client, commands)
+        if any(_missing_script(reply) for reply in replies):
+            names = dict.fromkeys(name for name, _ in calls)
+            await self._send(client, [("SCRIPT", "LOAD", self._scripts[n].script) for n in names])
+            replies = await self._send(client, commands)
+        for reply in replies:
+            if isinstance(reply, rx.ResponseError):
+                raise reply
+        return replies
+
+    async def _send(
+        self, client: aioredis.Redis, commands: Sequence[Sequence[str | bytes | int]]
+    ) -> list[Any]:
+        if self._wire is not None:
+            return await self._wire.call_many(commands)
+        async with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
 
     def _wake(self, queues: Iterable[str] | None, value: bool = True) -> None:
         wanted = None if queues is None else frozenset(queues)
@@ -233,8 +268,12 @@ class RedisBackend(Backend):
         """See :meth:`Backend.open`. Warns when the server may evict underway's keys."""
         if self._client is not None:
             return
-        self._pool = aioredis.ConnectionPool.from_url(self._driver_url, retry=Retry(NoBackoff(), 0))
-        self._client = client = aioredis.Redis(connection_pool=self._pool)
+        self._pool = pool = aioredis.ConnectionPool.from_url(
+            self._driver_url, retry=Retry(NoBackoff(), 0)
+        )
+        self._client = client = aioredis.Redis(connection_pool=pool)
+        if wire.AVAILABLE:
+            self._wire = wire.Wire(pool.connection_class(**pool.connection_kwargs))
         self._scripts = {name: client.register_script(load_script(name)) for name in _SCRIPTS}
         try:
             await self._check_server()
@@ -281,8 +320,10 @@ class RedisBackend(Backend):
         if listener is not None:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-        client, pool = self._client, self._pool
-        self._client = self._pool = None
+        client, pool, lean = self._client, self._pool, self._wire
+        self._client = self._pool = self._wire = None
+        if lean is not None:
+            lean.close()
         if client is not None:
             await client.aclose()
         if pool is not None:
@@ -337,35 +378,31 @@ class RedisBackend(Backend):
         limit: int,
         lease: timedelta,
     ) -> tuple[list[bool], list[JobRecord]]:
-        """Run the release script, then the acquire script, pipelined: one round trip."""
-        acquire, release = self._scripts["acquire"], self._scripts["release"]
+        """Run the release script, then the acquire script: one round trip."""
         acquire_nonce, release_nonce = secrets.token_hex(8), secrets.token_hex(8)
         release_tail: list[str | bytes | int] = [release_nonce, str(len(releases))]
         for item in releases:
             release_tail += release_args(item)
         moments: list[datetime] = []
 
-        async def attempt(client: aioredis.Redis) -> Any:
-            for loaded in (False, True):
-                # A retry takes a fresh "now", so a lease never starts out expired.
-                now = self.clock()
-                moments.append(now)
-                now_us = to_us(now)
-                async with client.pipeline(transaction=False) as pipe:
-                    if releases:
-                        pipe.evalsha(release.sha, 0, self.prefix, now_us, *release_tail)
-                    if limit:
-                        head = (self.prefix, now_us, to_us(now + lease), worker_id, limit)
-                        pipe.evalsha(acquire.sha, 0, *head, acquire_nonce, *queues)
-                    try:
-                        return await pipe.execute()
-                    except rx.NoScriptError:  # the server restarted or flushed its scripts
-                        if loaded:
-                            raise
-                # Each script is safe to run twice (see the module docstring): run both again.
-                await client.script_load(release.script)
-                await client.script_load(acquire.script)
-            raise AssertionError("unreachable")
+        async def attempt(client: aioredis.Redis) -> list[Any]:
+            # A retry takes a fresh "now", so a lease never starts out expired.
+            now = self.clock()
+            moments.append(now)
+            now_us = to_us(now)
+            calls: list[tuple[str, Sequence[str | bytes | int]]] = []
+            if releases:
+                calls.append(("release", [now_us, *release_tail]))
+            if limit:
+                head: list[str | bytes | int] = [
+                    now_us,
+                    to_us(now + lease),
+                    worker_id,
+                    limit,
+                    acquire_nonce,
+                ]
+                calls.append(("acquire", [*head, *queues]))
+            return await self._evals(client, calls)
 
         replies = await self._call("release and acquire", attempt)
         applied: list[bool] = []
@@ -666,3 +703,7 @@ class RedisBackend(Backend):
             total += deleted
             if deleted < _BATCH:
                 return total
+
+
+def _missing_script(reply: Any) -> bool:
+    return isinstance(reply, rx.ResponseError) and str(reply).startswith("NOSCRIPT")

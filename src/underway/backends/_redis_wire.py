@@ -1,0 +1,223 @@
+"""A lean connection for the Redis backend's hot scripts: enqueue, acquire, release, extend.
+
+redis-py spends several hundred microseconds of Python on each command (a pool, retries,
+argument encoding, a parser in Python); for a job queue whose every job is two or three
+script calls, that is most of the client's time. This connection writes the commands
+itself and reads the replies with hiredis, and it is shared: callers write as they come
+and each reply goes to the next caller waiting, in order, so concurrent callers share
+round trips (the server answers in the order it was asked).
+
+It is opened with redis-py's own settings for the URL (host, port, database, user,
+password, client name, TLS context, timeouts), speaks RESP2, and raises redis-py's
+exceptions, so that the backend's one place for driver errors handles both. It is used
+only when hiredis is installed (the ``redis`` extra installs it); otherwise every call
+goes through redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from redis import exceptions as rx
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - the redis extra installs it
+    #: Whether the lean connection can be used (it needs hiredis to read replies).
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+__all__ = ["AVAILABLE", "Wire", "pack"]
+
+Arg = str | bytes | int
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """One command in the Redis protocol."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, int):
+            data = b"%d" % arg
+        else:
+            data = arg
+        parts.append(b"$%d\r\n" % len(data))
+        parts.append(data)
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self.reader = hiredis.Reader(replyError=rx.ResponseError, protocolError=rx.InvalidResponse)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        waiting = self.wire.waiting
+        while True:
+            try:
+                reply = self.reader.gets()
+            except rx.InvalidResponse as exc:
+                self.wire.lost(self, rx.ConnectionError(f"bad reply from Redis: {exc}"))
+                return
+            if reply is False:
+                return
+            if not waiting:  # a reply nobody asked for: the stream is out of step
+                self.wire.lost(self, rx.ConnectionError("unexpected reply from Redis"))
+                return
+            future = waiting.popleft()
+            if not future.done():  # its caller may have been cancelled: skip its reply
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.wire.lost(self, rx.ConnectionError(f"Redis closed the connection ({exc or 'EOF'})"))
+
+
+class Wire:
+    """One multiplexed connection, opened on first use and again after it is lost.
+
+    Args:
+        connection: A redis-py connection object for the URL, never connected: its settings
+            say where and how to connect.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._settings = connection
+        self._protocol: _Protocol | None = None  # connected, and the handshake done
+        self._opening: _Protocol | None = None  # connected, the handshake under way
+        self._connecting: asyncio.Future[_Protocol] | None = None
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+
+    async def call(self, *args: Arg) -> Any:
+        """Send one command and return its reply (an error reply is returned, not raised)."""
+        (reply,) = await self.call_many([args])
+        return reply
+
+    async def call_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Send commands in one write; return their replies in order.
+
+        An error reply is returned in its place as a :class:`redis.exceptions.ResponseError`
+        rather than raised, so that the caller sees every reply.
+
+        Raises:
+            redis.exceptions.ConnectionError: The connection failed or was lost.
+            redis.exceptions.TimeoutError: No reply within the URL's ``socket_timeout``.
+        """
+        protocol = self._protocol or await self._connect()
+        return await self._send(protocol, commands)
+
+    async def _send(self, protocol: _Protocol, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        transport = protocol.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        self.waiting.extend(futures)
+        transport.write(b"".join([pack(command) for command in commands]))
+        timeout = self._settings.socket_timeout
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, self._expire, protocol, futures[-1], timeout)
+        try:
+            return [await future for future in futures]
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, protocol: _Protocol, last: asyncio.Future[Any], timeout: float) -> None:
+        if not last.done():
+            self.lost(protocol, rx.TimeoutError(f"no reply from Redis within {timeout:g} s"))
+
+    def lost(self, protocol: _Protocol, exc: Exception) -> None:
+        """Fail every call waiting on ``protocol``'s connection, and forget it."""
+        if protocol is self._protocol:
+            self._protocol = None
+        elif protocol is self._opening:
+            self._opening = None
+        else:
+            return
+        if protocol.transport is not None:
+            protocol.transport.abort()
+        waiting, self.waiting = self.waiting, collections.deque()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        """Close the connection; calls still waiting fail with ConnectionError."""
+        for protocol in (self._protocol, self._opening):
+            if protocol is not None:
+                self.lost(protocol, rx.ConnectionError("the Redis backend was closed"))
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None
+
+    async def _open(self) -> _Protocol:
+        settings = self._settings
+        loop = asyncio.get_running_loop()
+        context = getattr(settings, "ssl_context", None)
+        ssl = context.get() if context is not None else None
+        try:
+            transport, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Protocol(self),
+                    settings.host,
+                    settings.port,
+                    ssl=ssl,
+                    server_hostname=settings.host if ssl is not None else None,
+                ),
+                settings.socket_connect_timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise rx.ConnectionError(
+                f"cannot connect to Redis at {settings.host}:{settings.port}: {exc}"
+            ) from exc
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._opening = protocol
+        try:
+            await self._handshake(protocol)
+        except BaseException:
+            self.lost(protocol, rx.ConnectionError("the Redis handshake failed"))
+            raise
+        self._opening, self._protocol = None, protocol
+        return protocol
+
+    async def _handshake(self, protocol: _Protocol) -> None:
+        settings = self._settings
+        commands: list[list[Arg]] = []
+        if settings.password is not None:
+            user = settings.username
+            auth: list[Arg] = ["AUTH", settings.password]
+            commands.append(auth if user is None else ["AUTH", user, settings.password])
+        if settings.db:
+            commands.append(["SELECT", settings.db])
+        if settings.client_name:
+            commands.append(["CLIENT", "SETNAME", settings.client_name])
+        if not commands:
+            return
+        for reply in await self._send(protocol, commands):
+            if isinstance(reply, rx.ResponseError):
+                text = str(reply)
+                if text.startswith(("WRONGPASS", "NOAUTH", "invalid password")):
+                    raise rx.AuthenticationError(text)
+                raise reply
