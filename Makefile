@@ -28,8 +28,9 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/underway demo
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+# Benchmarks against the peers (bench/README.md): installs them into .venv-bench.
+bench:
+	bash bench/run_all.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
