@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: underway against the field, every system on the same workloads, in one run.
 #
-# Installs the peers (pinned in bench/queue/requirements-field.txt, and arq apart in
-# bench/queue/requirements-arq.txt) into .venv-bench, starts private Redis and PostgreSQL
+# Installs the peers (pinned in bench/queue/requirements-field.txt; arq apart in
+# bench/queue/requirements-arq.txt, underway in requirements-underway.txt) into .venv-bench, starts private Redis and PostgreSQL
 # servers on free loopback ports, and runs bench/queue/field.py: about 20 minutes, writing
 # bench/results/field.{json,md}. `bash bench/run_all.sh --quick` is the smoke test (tiny N,
 # one repetition, prints the tables, writes nothing). Other options: field.py --help.
@@ -38,5 +38,18 @@ if [ ! -f "$ARQ_STAMP" ] || [ bench/queue/requirements-arq.txt -nt "$ARQ_STAMP" 
     "$ARQ_VENV/bin/python" -m pip install --quiet --upgrade pip
     "$ARQ_VENV/bin/python" -m pip install --quiet -e . -r bench/queue/requirements-arq.txt
     touch "$ARQ_STAMP"
+fi
+# underway apart, installed with its own extras: underway[redis] brings hiredis, which
+# redis-py would also use for the peers, whose documented installs do not have it.
+UW_VENV=$VENV/underway
+UW_STAMP=$UW_VENV/.installed
+if [ ! -f "$UW_STAMP" ] || [ bench/queue/requirements-underway.txt -nt "$UW_STAMP" ] \
+        || [ pyproject.toml -nt "$UW_STAMP" ]; then
+    echo "installing underway into $UW_VENV" >&2
+    "$PYTHON" -m venv "$UW_VENV"
+    "$UW_VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$UW_VENV/bin/python" -m pip install --quiet -e '.[redis,postgres]' \
+        -r bench/queue/requirements-underway.txt
+    touch "$UW_STAMP"
 fi
 exec "$VENV/bin/python" bench/queue/field.py "$@"

@@ -1,6 +1,8 @@
 """underway on each of its three stores, as shipped, for the field benchmark.
 
-The tasks are ``async def`` functions; the worker is ``Underway.worker(concurrency=C)`` with
+underway runs from a venv of its own, ``.venv-bench/underway``, installed as
+``pip install -e '.[redis,postgres]'`` with ``requirements-underway.txt``. The tasks are
+``async def`` functions; the worker is ``Underway.worker(concurrency=C)`` with
 every other setting at its default (lease, heartbeat, poll), run with ``worker.run()``. The
 stores are the URL's defaults: ``sqlite:///<file>`` (WAL, ``synchronous=FULL``),
 ``redis://`` and ``postgresql://`` on the benchmark's private servers.
@@ -47,7 +49,9 @@ class UnderwayField:
     """underway on one store."""
 
     has_bulk = True
-    venv = ""
+    #: underway's own venv: its ``redis`` extra brings hiredis, which redis-py would also
+    #: pick up for the peers, whose documented installs do not have it.
+    venv = "underway"
     concurrent = True
 
     def __init__(self, store: str) -> None:
