@@ -243,7 +243,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         "- `underway.loop` against `discord.ext.tasks`: [loops.md](loops.md) (`bench/loops/`).",
         "- `underway.BackgroundTasks` against Starlette's and FastAPI's: "
-        "`bench/background/` (results in `background.md` where a full run has been saved).",
+        "[background.md](background.md) (`bench/background/`).",
         "",
     ]
     if report["skipped"] or report["errors"]:
