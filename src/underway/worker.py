@@ -368,6 +368,10 @@ class Worker:
         finally:
             if not waiter.done():
                 waiter.cancel()
+            elif not waiter.cancelled() and waiter.exception() is not None:
+                # The next acquire meets the same failure and reports it; this only keeps
+                # asyncio from logging an exception nobody retrieved.
+                logger.debug("Worker %s: waiting for work failed: %r", self.id, waiter.exception())
 
     def _take_outbox(self) -> list[Release]:
         batch, self._outbox = self._outbox, []

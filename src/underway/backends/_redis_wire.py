@@ -20,7 +20,7 @@ import asyncio
 import collections
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis import exceptions as rx
 
@@ -60,8 +60,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports do not derive from asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
