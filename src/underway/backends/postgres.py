@@ -404,8 +404,15 @@ class PostgresBackend(Backend):
     ) -> list[JobRecord]:
         """See :meth:`Backend.acquire`. One statement, one round trip."""
         check_acquire(queues, limit)
-        _, records = await self._exchange(worker_id, (), queues, limit, lease)
-        return records
+        now = self.clock()
+        names = list(dict.fromkeys(queues))
+        async with self._connection("acquire jobs") as conn:
+            rows = await conn.fetch(
+                self.queries["acquire"], names, now, limit, worker_id, now + lease
+            )
+        # RETURNING gives no order; restore the one the rows were chosen in.
+        rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
+        return [schema.decode_job(row, now) for row in rows]
 
     async def extend_leases(
         self, worker_id: str, leases: Sequence[Lease], duration: timedelta
@@ -426,8 +433,11 @@ class PostgresBackend(Backend):
         """See :meth:`Backend.release`. One statement, one round trip."""
         if not releases:
             return []
-        applied, _ = await self._exchange(worker_id, releases, (), 0, timedelta(0))
-        return applied
+        args = schema.release_args(releases)
+        async with self._connection(f"release {len(releases)} job(s)") as conn:
+            rows = await conn.fetch(self.queries["release"], *args, self.clock(), self.channel)
+        applied = {row["ord"] - 1 for row in rows}
+        return [i in applied for i in range(len(releases))]
 
     async def release_and_acquire(
         self,
@@ -443,6 +453,10 @@ class PostgresBackend(Backend):
         jobs it acquires: the statement sees the queue as it was before.
         """
         check_exchange(queues, limit)
+        if not releases:
+            return [], (await self.acquire(queues, worker_id, limit, lease) if limit else [])
+        if not limit:
+            return await self.release(worker_id, releases), []
         return await self._exchange(worker_id, releases, queues, limit, lease)
 
     async def _exchange(
@@ -454,10 +468,9 @@ class PostgresBackend(Backend):
         lease: timedelta,
     ) -> tuple[list[bool], list[JobRecord]]:
         now = self.clock()
-        names = list(dict.fromkeys(queues)) if limit else []
+        names = list(dict.fromkeys(queues))
         args = schema.release_args(releases)
-        what = f"release {len(releases)} job(s) and acquire jobs" if limit else "release jobs"
-        async with self._connection(what if releases else "acquire jobs") as conn:
+        async with self._connection(f"release {len(releases)} job(s) and acquire jobs") as conn:
             rows = await conn.fetch(
                 self.queries["exchange"],
                 *args,

@@ -50,9 +50,40 @@ SELECT * FROM {schema}.jobs WHERE id = $1 FOR UPDATE;
 SELECT 1 FROM {schema}.jobs
 WHERE unique_key = $1 AND status IN ('queued', 'scheduled', 'running');
 
+-- name: acquire
+-- $1: queue names; $2: now; $3: limit; $4: worker id; $5: lease expiry.
+-- One index scan per queue (each in priority, time and enqueue order), merged and cut to
+-- the limit; SKIP LOCKED lets concurrent workers take different jobs without waiting.
+WITH picked AS (
+    SELECT j.seq
+    FROM unnest($1::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT seq, priority, scheduled_at
+        FROM {schema}.jobs
+        WHERE queue = q.name AND status IN ('queued', 'scheduled') AND scheduled_at <= $2
+        ORDER BY priority DESC, scheduled_at, seq
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AS j
+    ORDER BY j.priority DESC, j.scheduled_at, j.seq
+    LIMIT $3
+)
+UPDATE {schema}.jobs AS t
+SET status = 'running',
+    attempts = t.attempts + 1,
+    lease_token = t.lease_token + 1,
+    lease_owner = $4,
+    lease_expires_at = $5,
+    started_at = $2,
+    progress = NULL,
+    progress_message = NULL,
+    cancel_requested = false
+FROM picked
+WHERE t.seq = picked.seq
+RETURNING t.*;
+
 -- name: exchange
--- Release outcomes and acquire jobs, in one statement: one round trip, one commit. Serves
--- release (no queues, limit 0), acquire (no releases) and release_and_acquire.
+-- release and acquire (below and above) in one statement: one round trip, one commit.
 -- $1..$8: parallel arrays, one element per release; $9: now; $10: the channel;
 -- $11: queue names; $12: limit; $13: worker id; $14: lease expiry.
 -- The outcomes of backends/transitions.py:released, in SQL; the dead reason is
@@ -159,6 +190,56 @@ touched AS (
     UPDATE {schema}.workers SET heartbeat_at = $4 WHERE id = $5
 )
 SELECT id, cancel_requested FROM held;
+
+-- name: release
+-- $1..$8: parallel arrays, one element per release; $9: now; $10: the channel.
+-- The outcomes of backends/transitions.py:released, in SQL; the dead reason is
+-- base.exhausted_reason(attempts, "the task failed") (a test holds them equal).
+-- Returns the ordinal of every release that was applied.
+WITH r AS (
+    SELECT *
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::text[], $6::text[],
+                $7::timestamptz[], $8::text[])
+        WITH ORDINALITY AS r(id, token, kind, result, error, traceback, retry_at, reason, ord)
+),
+done AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE r.kind
+            WHEN 'success' THEN 'succeeded'
+            WHEN 'failure' THEN
+                CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'failed' END
+            WHEN 'retry' THEN CASE WHEN r.retry_at > $9 THEN 'scheduled' ELSE 'queued' END
+            WHEN 'cancelled' THEN 'cancelled'
+            WHEN 'dead' THEN 'dead'
+            ELSE 'queued'
+        END,
+        result = CASE WHEN r.kind = 'success' THEN r.result ELSE j.result END,
+        error = CASE WHEN r.kind IN ('failure', 'retry', 'dead') THEN r.error ELSE j.error END,
+        traceback = CASE
+            WHEN r.kind IN ('failure', 'retry', 'dead') THEN r.traceback ELSE j.traceback
+        END,
+        finished_at = CASE
+            WHEN r.kind IN ('success', 'failure', 'cancelled', 'dead') THEN $9
+            ELSE j.finished_at
+        END,
+        scheduled_at = CASE WHEN r.kind = 'retry' THEN r.retry_at ELSE j.scheduled_at END,
+        attempts = CASE
+            WHEN r.kind = 'requeue' THEN greatest(j.attempts - 1, 0) ELSE j.attempts
+        END,
+        dead_reason = CASE
+            WHEN r.kind = 'dead' THEN r.reason
+            WHEN r.kind = 'failure' AND j.attempts >= j.max_attempts THEN
+                'retries exhausted: the task failed after ' || j.attempts || ' attempt'
+                || CASE WHEN j.attempts = 1 THEN '' ELSE 's' END
+            ELSE j.dead_reason
+        END,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM r
+    WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
+    RETURNING r.ord, CASE WHEN j.status = 'queued' THEN pg_notify($10, j.queue) END
+)
+SELECT ord FROM done;
 
 -- name: reap
 -- $1: now; $2: the channel. transitions.reaped in SQL; the dead reason is
