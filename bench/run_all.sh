@@ -2,9 +2,10 @@
 # `make bench`: underway against the field, every system on the same workloads, in one run.
 #
 # Installs the peers (pinned in bench/queue/requirements-field.txt; arq apart in
-# bench/queue/requirements-arq.txt, underway in requirements-underway.txt) into .venv-bench, starts private Redis and PostgreSQL
-# servers on free loopback ports, and runs bench/queue/field.py (45 minutes on a loaded 2-CPU
-# VM), writing bench/results/field.{json,md}. `bash bench/run_all.sh --quick` is the smoke test (tiny N,
+# requirements-arq.txt, underway apart in requirements-underway.txt) into .venv-bench,
+# starts private Redis and PostgreSQL servers on free loopback ports, and runs
+# bench/queue/field.py (45 minutes on a loaded 2-CPU VM), writing
+# bench/results/field.{json,md}. `bash bench/run_all.sh --quick` is the smoke test (tiny N,
 # one repetition, prints the tables, writes nothing). Other options: field.py --help.
 #
 # Needs python3 (3.11+), redis-server, and PostgreSQL's server binaries
