@@ -763,3 +763,55 @@ async def test_a_redis_restart_mid_run_loses_no_job(
     assert counts == {"default": {JobStatus.SUCCEEDED: total}}
     for i in range(2):
         assert group.processes[i].returncode == 0, group.output(i)
+
+
+async def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
+    shared_url: str,
+) -> None:
+    backend = await open_redis(shared_url)
+    try:
+        jobs = [new(f"t{i}") for i in range(100)]
+        records = await asyncio.gather(*(backend.enqueue(job) for job in jobs))
+        assert [r.id for r in records] == [j.id for j in jobs]
+        assert [r.task_name for r in records] == [f"t{i}" for i in range(100)]
+        # Acquires and releases in flight together: every job leased once, each reply to
+        # the caller that asked.
+        batches = await asyncio.gather(*(backend.acquire(Q, f"w{i}", 7, LEASE) for i in range(20)))
+        taken = [job for batch in batches for job in batch]
+        assert sorted(j.id for j in taken) == sorted(j.id for j in jobs)
+        for i, batch in enumerate(batches):
+            assert all(job.lease_owner == f"w{i}" for job in batch)
+        results = await asyncio.gather(
+            *(
+                backend.release(f"w{i}", [Release(j.lease, Outcome.success(b"1")) for j in batch])
+                for i, batch in enumerate(batches)
+            )
+        )
+        assert results == [[True] * len(batch) for batch in batches]
+        assert (await backend.count_jobs())["default"] == {JobStatus.SUCCEEDED: 100}
+    finally:
+        await backend.close()
+
+
+async def test_a_cancelled_call_does_not_shift_the_replies_of_the_others(
+    shared_url: str,
+) -> None:
+    backend = await open_redis(shared_url)
+    try:
+        await backend.enqueue(new("first"))  # the connection is open
+        calls = [asyncio.ensure_future(backend.enqueue(new(f"t{i}"))) for i in range(30)]
+        await asyncio.sleep(0)  # every call has written its command
+        calls[5].cancel()
+        calls[17].cancel()
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        for i, result in enumerate(done):
+            if i in (5, 17):
+                continue
+            assert not isinstance(result, BaseException), result
+            assert result.task_name == f"t{i}"
+        # The connection is still in step: a later call gets its own reply.
+        later = await backend.enqueue(new("later"))
+        stored = await backend.get_job(later.id)
+        assert stored is not None and stored.task_name == "later"
+    finally:
+        await backend.close()
