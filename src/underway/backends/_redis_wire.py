@@ -54,10 +54,14 @@ def pack(args: Sequence[Arg]) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
+    """One connection: the replies it reads go to its own callers, in order."""
+
     def __init__(self, wire: Wire) -> None:
         self.wire = wire
         self.reader = hiredis.Reader(replyError=rx.ResponseError, protocolError=rx.InvalidResponse)
         self.transport: asyncio.Transport | None = None
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.failure: Exception | None = None  # why it was given up, once it is
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports do not derive from asyncio's.
@@ -65,7 +69,6 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        waiting = self.wire.waiting
         while True:
             try:
                 reply = self.reader.gets()
@@ -74,10 +77,10 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            if not waiting:  # a reply nobody asked for: the stream is out of step
+            if not self.waiting:  # a reply nobody asked for: the stream is out of step
                 self.wire.lost(self, rx.ConnectionError("unexpected reply from Redis"))
                 return
-            future = waiting.popleft()
+            future = self.waiting.popleft()
             if not future.done():  # its caller may have been cancelled: skip its reply
                 future.set_result(reply)
 
@@ -98,7 +101,7 @@ class Wire:
         self._protocol: _Protocol | None = None  # connected, and the handshake done
         self._opening: _Protocol | None = None  # connected, the handshake under way
         self._connecting: asyncio.Future[_Protocol] | None = None
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._closed = False
 
     async def call(self, *args: Arg) -> Any:
         """Send one command and return its reply (an error reply is returned, not raised)."""
@@ -115,15 +118,18 @@ class Wire:
             redis.exceptions.ConnectionError: The connection failed or was lost.
             redis.exceptions.TimeoutError: No reply within the URL's ``socket_timeout``.
         """
+        if self._closed:
+            raise rx.ConnectionError("the Redis backend was closed")
         protocol = self._protocol or await self._connect()
         return await self._send(protocol, commands)
 
     async def _send(self, protocol: _Protocol, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         transport = protocol.transport
-        assert transport is not None
+        if protocol.failure is not None or transport is None or transport.is_closing():
+            raise rx.ConnectionError(f"the connection to Redis was lost ({protocol.failure})")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
-        self.waiting.extend(futures)
+        protocol.waiting.extend(futures)
         transport.write(b"".join([pack(command) for command in commands]))
         timeout = self._settings.socket_timeout
         timer = None
@@ -131,6 +137,15 @@ class Wire:
             timer = loop.call_later(timeout, self._expire, protocol, futures[-1], timeout)
         try:
             return [await future for future in futures]
+        except BaseException:
+            # The other replies of this call are not wanted now: skip them when they come,
+            # and mark a failure already set on them as seen.
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+                elif not future.cancelled():
+                    future.exception()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
@@ -140,35 +155,43 @@ class Wire:
             self.lost(protocol, rx.TimeoutError(f"no reply from Redis within {timeout:g} s"))
 
     def lost(self, protocol: _Protocol, exc: Exception) -> None:
-        """Fail every call waiting on ``protocol``'s connection, and forget it."""
+        """Give up ``protocol``'s connection: fail every call waiting on it."""
+        if protocol.failure is None:
+            protocol.failure = exc
         if protocol is self._protocol:
             self._protocol = None
-        elif protocol is self._opening:
+        if protocol is self._opening:
             self._opening = None
-        else:
-            return
         if protocol.transport is not None:
             protocol.transport.abort()
-        waiting, self.waiting = self.waiting, collections.deque()
+        waiting, protocol.waiting = protocol.waiting, collections.deque()
         for future in waiting:
             if not future.done():
                 future.set_exception(exc)
 
     def close(self) -> None:
         """Close the connection; calls still waiting fail with ConnectionError."""
+        self._closed = True
         for protocol in (self._protocol, self._opening):
             if protocol is not None:
                 self.lost(protocol, rx.ConnectionError("the Redis backend was closed"))
 
     async def _connect(self) -> _Protocol:
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._open())
-        connecting = self._connecting
-        try:
-            return await asyncio.shield(connecting)
-        finally:
-            if connecting.done() and self._connecting is connecting:
-                self._connecting = None
+        while True:
+            protocol = self._protocol
+            if protocol is not None:
+                return protocol
+            connecting = self._connecting
+            if connecting is None or connecting.done():
+                connecting = self._connecting = asyncio.ensure_future(self._open())
+            try:
+                protocol = await asyncio.shield(connecting)
+            finally:
+                if connecting.done() and self._connecting is connecting:
+                    self._connecting = None
+            if protocol is self._protocol:
+                return protocol
+            # Lost again before this caller got to use it: connect anew.
 
     async def _open(self) -> _Protocol:
         settings = self._settings
@@ -196,6 +219,10 @@ class Wire:
         self._opening = protocol
         try:
             await self._handshake(protocol)
+            if self._closed or protocol.failure is not None:
+                raise rx.ConnectionError(
+                    f"the connection to Redis was lost ({protocol.failure or 'closed'})"
+                )
         except BaseException:
             self.lost(protocol, rx.ConnectionError("the Redis handshake failed"))
             raise
