@@ -157,6 +157,8 @@ class RedisBackend(Backend):
         self._wire: wire.Wire | None = None  # the lean connection of the hot scripts
         self._waiters: dict[asyncio.Future[bool], frozenset[str]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._pubsub: Any = None  # the listener's subscription
+        self._closing = False
         self._listening = asyncio.Event()
 
     @classmethod
@@ -268,6 +270,7 @@ class RedisBackend(Backend):
         """See :meth:`Backend.open`. Warns when the server may evict underway's keys."""
         if self._client is not None:
             return
+        self._closing = False
         self._pool = pool = aioredis.ConnectionPool.from_url(
             self._driver_url, retry=Retry(NoBackoff(), 0)
         )
@@ -316,10 +319,11 @@ class RedisBackend(Backend):
     async def close(self) -> None:
         """See :meth:`Backend.close`."""
         self._wake(None, False)
+        self._closing = True
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await self._stop_listener(listener)
         client, pool, lean = self._client, self._pool, self._wire
         self._client = self._pool = self._wire = None
         if lean is not None:
@@ -328,6 +332,25 @@ class RedisBackend(Backend):
             await client.aclose()
         if pool is not None:
             await pool.disconnect()
+
+    def _is_closing(self) -> bool:
+        return self._closing
+
+    async def _stop_listener(self, listener: asyncio.Task[None]) -> None:
+        """Wait for the cancelled wake-up listener to end.
+
+        redis-py can miss the cancellation of a subscription's blocking read (seen right
+        after a server restart), and the listener would wait for a message forever: close
+        its connection under it.
+        """
+        done, _ = await asyncio.wait({listener}, timeout=1.0)
+        pubsub = self._pubsub
+        if not done and pubsub is not None and pubsub.connection is not None:
+            await pubsub.connection.disconnect(nowait=True)
+            listener.cancel()
+            done, _ = await asyncio.wait({listener}, timeout=1.0)
+        if not done:
+            logger.warning("Redis at %s: the wake-up subscription did not close.", self.where)
 
     # -- producers ------------------------------------------------------------------------
 
@@ -513,8 +536,8 @@ class RedisBackend(Backend):
         assert self._client is not None
         channel = self._key("wake")
         delay, failing = 0.05, False
-        while self._client is not None:
-            pubsub = self._client.pubsub()
+        while self._client is not None and not self._is_closing():
+            pubsub = self._pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(channel)
                 while True:
@@ -531,6 +554,8 @@ class RedisBackend(Backend):
                         self._wake((message["data"].decode(),))
             except (rx.RedisError, OSError) as exc:
                 self._listening.clear()
+                if self._is_closing():
+                    return
                 if not failing:
                     logger.warning(
                         "Redis at %s: lost the subscription that wakes idle workers (%s); "
