@@ -294,7 +294,7 @@ def test_watch_and_cancel_a_job_running_in_a_worker_process(store: Store, tmp_pa
     job_id = asyncio.run(enqueue())
     log = tmp_path / "executions.log"
     with WorkerProcess.worker(
-        APP, "--lease", "1", url=store.url, log=log, output=tmp_path / "worker.out"
+        APP, "--lease", "1", "--no-prefetch", url=store.url, log=log, output=tmp_path / "worker.out"
     ) as worker:
         deadline = time.monotonic() + 10
         while not any(line.startswith(f"start {job_id}") for line in read_lines(log)):

@@ -429,6 +429,71 @@ def test_invalid_worker_options_are_refused() -> None:
     assert uw.worker(lease=2).heartbeat == timedelta(seconds=0.5)
 
 
+# -- leasing ahead (prefetch) -----------------------------------------------------------------
+
+
+async def test_short_jobs_are_leased_ahead_but_never_run_more_than_concurrency(
+    uw: Underway,
+) -> None:
+    now_running, most = 0, 0
+
+    @uw.task
+    async def short() -> None:
+        nonlocal now_running, most
+        now_running += 1
+        most = max(most, now_running)
+        await asyncio.sleep(0)
+        now_running -= 1
+
+    jobs = list(await short.enqueue_many([((), {})] * 300))
+    async with running(uw, concurrency=3) as worker:
+        for job in jobs[-5:]:
+            await job.result(timeout=10)
+        await wait_until(lambda: worker.counts["succeeded"] == 300, what="every job to end")
+    assert most == 3
+    records = [await uw.backend_record(job.id) for job in jobs]
+    assert {(r.status, r.attempts) for r in records if r is not None} == {(JobStatus.SUCCEEDED, 1)}
+
+
+async def test_jobs_leased_ahead_go_back_when_the_slots_stay_busy(uw: Underway) -> None:
+    # Short jobs first, so the worker leases ahead; then two long ones take both slots,
+    # and the jobs leased behind them go back to the queue instead of waiting there.
+    @uw.task
+    async def short() -> None:
+        return None
+
+    @uw.task
+    async def long() -> None:
+        await asyncio.sleep(0.6)
+
+    early = await short.enqueue_many([((), {})] * 100)
+    slow = await long.enqueue_many([((), {})] * 2)
+    late = await short.enqueue_many([((), {})] * 4)
+    async with running(uw, concurrency=2) as worker:
+        for job in [*early, *slow, *late]:
+            await job.result(timeout=10)
+        assert worker.counts["handed back"] >= 1
+        assert worker.counts["succeeded"] == 106
+    for job in late:  # handed back, then run: the attempt they waited through not counted
+        await job.refresh()
+        assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1)
+
+
+async def test_a_worker_told_not_to_prefetch_leases_only_for_free_slots(uw: Underway) -> None:
+    backend = await uw.backend()
+    seen: list[int] = []
+
+    @uw.task
+    async def look() -> None:
+        counts = await backend.count_jobs()
+        seen.append(counts.get("default", {}).get(JobStatus.RUNNING, 0))
+
+    await look.enqueue_many([((), {})] * 40)
+    async with running(uw, concurrency=2, prefetch=False) as worker:
+        await wait_until(lambda: worker.counts["succeeded"] == 40, what="every job to end")
+    assert max(seen) <= 2
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 

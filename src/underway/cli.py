@@ -229,6 +229,11 @@ _JOB_HEADER = ["id", "task", "queue", "status", "tries", "enqueued", "progress"]
     help="Seconds running jobs get to finish on shutdown.",
 )
 @click.option("--no-schedules", is_flag=True, help="Do not claim the app's schedule ticks.")
+@click.option(
+    "--no-prefetch",
+    is_flag=True,
+    help="Lease jobs only for free slots, even while jobs are shorter than a round trip.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def worker(
     app_path: str,
@@ -237,6 +242,7 @@ def worker(
     lease: float,
     grace: float,
     no_schedules: bool,
+    no_prefetch: bool,
     verbose: bool,
 ) -> None:
     """Run a worker for APP (module:attribute) until Ctrl-C or SIGTERM.
@@ -256,6 +262,7 @@ def worker(
                 lease=lease,
                 grace=grace,
                 schedules=not no_schedules,
+                prefetch=not no_prefetch,
             )
             await running.run(handle_signals=True)
             return running

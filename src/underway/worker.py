@@ -12,11 +12,14 @@ with ``process=True`` in a process pool.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import importlib
 import logging
+import math
 import multiprocessing
 import os
 import secrets
@@ -48,12 +51,23 @@ DEFAULT_LEASE = 10.0
 DEFAULT_GRACE = 30.0
 #: Seconds between deletions of finished jobs older than the app's result TTL.
 PURGE_EVERY = 60.0
+#: Seconds a job leased ahead of a free slot may wait for one before it is handed back.
+PREFETCH_HOLD = 0.1
+#: The weight of the newest sample in the running averages of job and exchange times.
+_SMOOTHING = 0.1
 #: How early the event loop may fire a timer (its clock resolution, generously).
 _CLOCK_SLACK = 0.001
 
 
 class _TimedOut(Exception):
     """A run reached its task's time limit (unlike a TimeoutError the task raised)."""
+
+
+def _average(average: float, sample: float) -> float:
+    """An exponentially weighted running average (the first sample starts it)."""
+    if math.isinf(average):
+        return sample
+    return average + _SMOOTHING * (sample - average)
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
@@ -99,6 +113,10 @@ class Worker:
         worker_id: A unique id; default ``hostname:pid:random``.
         purge_every: Seconds between deletions of finished jobs older than the app's
             ``result_ttl``.
+        prefetch: While jobs finish faster than a round trip to the store, lease up to
+            ``concurrency`` jobs ahead of free slots, so that the next ones are at hand when
+            slots free. A job leased ahead waits at most ``PREFETCH_HOLD`` (0.1 s) for a
+            slot, then goes back to its queue; at most ``concurrency`` run at once.
     """
 
     def __init__(
@@ -116,6 +134,7 @@ class Worker:
         processes: int | None = None,
         worker_id: str | None = None,
         purge_every: float = PURGE_EVERY,
+        prefetch: bool = True,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}.")
@@ -139,6 +158,7 @@ class Worker:
         self.run_schedules = schedules
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.purge_every = purge_every
+        self.prefetch = prefetch
         self.counts: Counter[str] = Counter()
         self._threads_size = threads or concurrency
         self._processes_size = processes
@@ -149,7 +169,11 @@ class Worker:
         self._outbox: list[Release] = []
         self._releasing: list[list[Release]] = []  # the batches release calls are storing
         self._outbox_ready = asyncio.Event()
-        self._slot_free = asyncio.Event()
+        self._acquirer_waiter: asyncio.Future[None] | None = None
+        #: Jobs leased ahead of a free slot, with the event loop's time they arrived.
+        self._ready: collections.deque[tuple[JobRecord, float]] = collections.deque()
+        self._job_time = math.inf  # how long a job runs, on average (seconds)
+        self._round_trip = 0.0  # how long an exchange takes, on average
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
         self._started = asyncio.Event()
@@ -299,31 +323,109 @@ class Worker:
     # -- taking jobs ----------------------------------------------------------------------
 
     async def _acquire_loop(self, backend: Backend) -> None:
+        """Keep the slots filled, and the store busy while jobs run.
+
+        An exchange stores the outcomes waiting and leases jobs for the free slots. While
+        jobs finish faster than an exchange takes (no-op and other short jobs), the worker
+        leases up to ``2 * concurrency`` jobs ahead of free slots, with two exchanges under
+        way: the store works on the next one while this process runs the jobs of the last,
+        instead of the two taking turns. Otherwise one exchange is under way at a time.
+        """
         stop_wait = asyncio.ensure_future(self._stopping.wait())
+        stop_wait.add_done_callback(self._wake_acquirer)
+        loop = asyncio.get_running_loop()
+        exchanges: dict[asyncio.Task[list[JobRecord]], tuple[int, float]] = {}  # ask, sent
+        exhausted = False  # the last exchange found fewer jobs than it asked for
+        pause: float | None = None  # after a store failure, the wait before the next try
         try:
             while not self._stopping.is_set():
-                free = self.concurrency - len(self._running)
-                if free <= 0:
-                    # Every job that ends frees a slot first, so its outcome waits here at
-                    # most until the next exchange, which takes it along.
-                    self._slot_free.clear()
-                    await asyncio.wait(
-                        [asyncio.ensure_future(self._slot_free.wait()), stop_wait],
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
+                now = loop.time()
+                for done in [exchange for exchange in exchanges if exchange.done()]:
+                    limit, sent_at = exchanges.pop(done)
+                    try:
+                        records = done.result()
+                    except Exception:  # any store failure must not end the worker
+                        logger.exception("Worker %s could not acquire jobs; retrying.", self.id)
+                        pause = self.poll
+                        continue
+                    self._round_trip = _average(self._round_trip, now - sent_at)
+                    exhausted = len(records) < limit
+                    self._ready.extend((record, now) for record in records)
+                self._hand_back_stale(now)
+                if pause is not None:
+                    if not exchanges:
+                        await asyncio.wait([stop_wait], timeout=pause)
+                        pause = None
+                        continue
+                else:
+                    want = self._wanted() - sum(limit for limit, _ in exchanges.values())
+                    room = not exchanges or (len(exchanges) < 2 and self._prefetching())
+                    if want > 0 and room and not exhausted:
+                        limit = min(want, self.concurrency)
+                        exchange = asyncio.ensure_future(self._exchange(backend, limit))
+                        exchange.add_done_callback(self._wake_acquirer)
+                        exchanges[exchange] = (limit, now)
+                # Started after the exchange is created, so that it is sent before they run.
+                self._start_ready()
+                if self._stopping.is_set():
+                    break  # before the jobs just started take their first step
+                if not exchanges and exhausted and not self._ready:
+                    handed = await self._idle(backend, stop_wait)
+                    self._ready.extend((record, loop.time()) for record in handed)
+                    self._start_ready()  # at once: the next exchange takes the rest along
+                    exhausted = False
                     continue
-                try:
-                    records = await self._exchange(backend, free)
-                except Exception:  # any store failure: a driver error must not end the worker
-                    logger.exception("Worker %s could not acquire jobs; retrying.", self.id)
-                    await asyncio.wait([stop_wait], timeout=self.poll)
-                    continue
-                for record in records:
-                    self._start_job(record)
-                if len(records) < free:
-                    await self._idle(backend, stop_wait)
+                # Every job that ends frees a slot first, so its outcome waits here at most
+                # until the next exchange, which takes it along.
+                deadline = self._ready[0][1] + PREFETCH_HOLD if self._ready else None
+                await self._acquirer_wait(deadline)
         finally:
             stop_wait.cancel()
+            # Never abandon an exchange under way: the jobs it leased would wait for their
+            # leases to expire. Whatever was leased and has not started goes back now.
+            for exchange in exchanges:
+                with contextlib.suppress(Exception):
+                    self._ready.extend((record, 0.0) for record in await exchange)
+            self._hand_back_stale(math.inf)
+
+    def _prefetching(self) -> bool:
+        """Whether to lease ahead of free slots: jobs finish faster than an exchange takes."""
+        return self.prefetch and self._job_time < self._round_trip
+
+    def _wanted(self) -> int:
+        """How many jobs to lease now: the free slots, and as many ahead when prefetching."""
+        ahead = 2 * self.concurrency if self._prefetching() else 0
+        return self.concurrency + ahead - len(self._running) - len(self._ready)
+
+    def _start_ready(self) -> None:
+        # Once stopping, the acquire loop hands back the jobs that have not started.
+        while self._ready and len(self._running) < self.concurrency and not self._stopping.is_set():
+            record, _ = self._ready.popleft()
+            self._start_job(record)
+
+    def _hand_back_stale(self, now: float) -> None:
+        """Hand back jobs leased ahead that waited for a slot longer than a moment."""
+        while self._ready and now - self._ready[0][1] > PREFETCH_HOLD:
+            record, _ = self._ready.popleft()
+            self.counts["handed back"] += 1
+            self._queue_release(record, Outcome.requeue())
+
+    def _wake_acquirer(self, _: object = None) -> None:
+        waiter = self._acquirer_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _acquirer_wait(self, deadline: float | None) -> None:
+        """Wait for a slot to free, the exchange to end, the stop, or the ``deadline``."""
+        loop = asyncio.get_running_loop()
+        waiter = self._acquirer_waiter = loop.create_future()
+        timer = None if deadline is None else loop.call_at(deadline, self._wake_acquirer)
+        try:
+            await waiter
+        finally:
+            self._acquirer_waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _exchange(self, backend: Backend, free: int) -> list[JobRecord]:
         """Store the outcomes waiting, if any, and lease up to ``free`` jobs: one round trip."""
@@ -342,9 +444,15 @@ class Worker:
         self._report_refused(batch, applied)
         return records
 
-    async def _idle(self, backend: Backend, stop_wait: asyncio.Future[Any]) -> None:
-        """Wait for work (or the stop); store the outcomes of jobs that end meanwhile."""
-        waiter = asyncio.ensure_future(backend.wait_for_work(self.queues, self.poll))
+    async def _idle(self, backend: Backend, stop_wait: asyncio.Future[Any]) -> list[JobRecord]:
+        """Wait for work (or the stop); store the outcomes of jobs that end meanwhile.
+
+        Returns the jobs the store handed over while waiting (leased to this worker).
+        """
+        free = self.concurrency - len(self._running)
+        waiter = asyncio.ensure_future(
+            backend.wait_for_jobs(self.id, self.queues, free, self.lease, self.poll)
+        )
         delay = 0.05
         try:
             while True:
@@ -357,21 +465,27 @@ class Worker:
                     else:  # the store failed: try again after a pause
                         pause, delay = delay, min(delay * 2, 5.0)
                 if waiter.done() or stop_wait.done():
-                    return
+                    break
                 ready = asyncio.ensure_future(self._outbox_ready.wait())
                 done, _ = await asyncio.wait(
                     [*pending, ready], timeout=pause, return_when=asyncio.FIRST_COMPLETED
                 )
                 ready.cancel()
                 if waiter in done or stop_wait in done:
-                    return
+                    break
         finally:
             if not waiter.done():
+                # Cancelled, the wait hands back what it was handed and did not return.
                 waiter.cancel()
-            elif not waiter.cancelled() and waiter.exception() is not None:
-                # The next acquire meets the same failure and reports it; this only keeps
-                # asyncio from logging an exception nobody retrieved.
-                logger.debug("Worker %s: waiting for work failed: %r", self.id, waiter.exception())
+                await asyncio.gather(waiter, return_exceptions=True)
+        if waiter.cancelled():
+            return []
+        if waiter.exception() is not None:
+            # The next acquire meets the same failure and reports it; this only keeps
+            # asyncio from logging an exception nobody retrieved.
+            logger.debug("Worker %s: waiting for work failed: %r", self.id, waiter.exception())
+            return []
+        return waiter.result()
 
     def _take_outbox(self) -> list[Release]:
         batch, self._outbox = self._outbox, []
@@ -416,11 +530,15 @@ class Worker:
     # -- running one job ------------------------------------------------------------------
 
     async def _run_job(self, record: JobRecord) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             outcome = await self._execute(record)
         finally:
             self._running.pop(record.id, None)
-            self._slot_free.set()
+            self._job_time = _average(self._job_time, loop.time() - began)
+            self._start_ready()
+            self._wake_acquirer()
         self._queue_release(record, outcome)
 
     def _queue_release(self, record: JobRecord, outcome: Outcome | None) -> None:
@@ -436,7 +554,8 @@ class Worker:
         # free slot): no line of _run_job ran. Without this the job would stay leased
         # until its lease expired, and lose an attempt.
         self._running.pop(record.id, None)
-        self._slot_free.set()
+        self._start_ready()
+        self._wake_acquirer()
         why = self._why_cancelled.pop(record.id, None)
         if why is not None:
             self._queue_release(record, self._interrupted(record, why))
@@ -630,6 +749,7 @@ class Worker:
                 # not recover a job that has already run, and run it again.
                 waiting = [*(r for batch in self._releasing for r in batch), *self._outbox]
                 leases = [record.lease for record, _ in self._running.values()]
+                leases += [record.lease for record, _ in self._ready]
                 leases += [release.lease for release in waiting]
                 renewal = await backend.extend_leases(self.id, leases, self.lease)
                 for job_id in renewal.lost:

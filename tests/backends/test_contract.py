@@ -678,6 +678,29 @@ async def test_wait_for_work_times_out_without_work(backend: Backend) -> None:
     assert time.monotonic() - started >= 0.09
 
 
+async def test_wait_for_jobs_gets_a_new_job_to_the_waiting_worker_once(backend: Backend) -> None:
+    # Handed over already leased, or woken to acquire it: either way the worker has it,
+    # once, soon after the enqueue.
+    waiter = asyncio.create_task(backend.wait_for_jobs("w1", Q, 2, LEASE, 10.0))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    started = time.monotonic()
+    job = await backend.enqueue(new())
+    handed = await asyncio.wait_for(waiter, 5)
+    assert time.monotonic() - started < 1.0
+    got = handed + await backend.acquire(Q, "w1", 2, LEASE)
+    assert [(r.id, r.status, r.lease_owner, r.attempts) for r in got] == [
+        (job.id, JobStatus.RUNNING, "w1", 1)
+    ]
+
+
+async def test_wait_for_jobs_times_out_without_work(backend: Backend) -> None:
+    await backend.enqueue(new(queue="elsewhere"))
+    started = time.monotonic()
+    assert await backend.wait_for_jobs("w1", Q, 2, LEASE, 0.1) == []
+    assert time.monotonic() - started >= 0.09
+
+
 # -- URLs -------------------------------------------------------------------------------------
 
 

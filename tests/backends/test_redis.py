@@ -27,6 +27,7 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from tests.backends.redis_support import PrivateRedis, redis_url
 from tests.queue_apps.redis_app import make_app, record_task
 from underway.backends import backend_from_url
+from underway.backends._redis_records import to_us, unpack_record
 from underway.backends.base import Backend
 from underway.backends.redis import RedisBackend
 from underway.errors import BackendError, CorruptRecordError
@@ -483,6 +484,33 @@ async def test_a_call_whose_reply_was_lost_is_answered_as_the_first_try(
             assert len(await backend.list_jobs(task_name="tick")) == 1
         finally:
             await backend.close()
+
+
+async def test_a_retried_acquire_is_answered_as_its_first_try_after_another_acquire(
+    shared_url: str,
+) -> None:
+    # A worker leasing ahead has two exchanges under way: an acquire retried after a lost
+    # reply must find its own jobs, though another acquire of the same worker ran since.
+    backend = await open_redis(shared_url)
+    try:
+        await backend.enqueue_many([new(f"t{i}") for i in range(6)])
+        now = datetime.now(timezone.utc)
+        head: list[str | bytes | int] = [to_us(now), to_us(now + LEASE), "w", 2]
+
+        def ids(reply: list[bytes | list[bytes | None]]) -> list[bytes | None]:
+            return [
+                item[0] if isinstance(item, list) else unpack_record(item)[b"id"] for item in reply
+            ]
+
+        first = ids(await backend._run("acquire", [*head, "nonce-a", *Q]))
+        second = ids(await backend._run("acquire", [*head, "nonce-b", *Q]))
+        retried = ids(await backend._run("acquire", [*head, "nonce-a", *Q]))
+        assert len(set(first + second)) == 4
+        assert retried == first
+        counts = (await backend.count_jobs())["default"]
+        assert (counts[JobStatus.RUNNING], counts[JobStatus.QUEUED]) == (4, 2)
+    finally:
+        await backend.close()
 
 
 async def test_enqueue_during_an_outage_raises_backend_error(server: PrivateRedis) -> None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from importlib import resources
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -24,6 +24,7 @@ from underway.job import JobRecord, JobStatus, NewJob, OutcomeKind, Release, Wor
 
 __all__ = [
     "decode_job",
+    "decode_leased",
     "decode_worker",
     "encode_worker",
     "from_us",
@@ -223,21 +224,19 @@ FIELDS = (
 )
 
 
-def unpack_record(blob: bytes | list[bytes | None]) -> dict[bytes, bytes]:
-    """The fields of a record as ``record()`` in ``lib.lua`` sends it, or as an array.
+def unpack_record(blob: bytes) -> dict[bytes, bytes]:
+    """The fields of a record as ``record()`` in ``lib.lua`` sends it.
 
     ``record()`` sends the values' lengths (``-1`` for a missing field), a newline, then the
     values one after another: one bulk string, which redis-py's Python parser reads far
-    faster than an array. The acquire script, the hot path, sends an array of the values
-    of :data:`FIELDS` (``None`` for a missing one), which hiredis reads in C.
+    faster than an array. (The acquire script, the hot path, sends arrays of fewer values
+    instead: see :func:`decode_leased`.)
 
     Raises:
         CorruptRecordError: The reply is not in that form.
     """
-    if isinstance(blob, list):
-        if len(blob) != len(FIELDS):
-            raise CorruptRecordError(f"a job record reply has {len(blob)} fields, not 23")
-        return {name: value for name, value in zip(FIELDS, blob, strict=True) if value is not None}
+    if not isinstance(blob, bytes):
+        raise CorruptRecordError(f"a job record reply is {type(blob).__name__}, not bytes")
     head, _, body = blob.partition(b"\n")
     fields: dict[bytes, bytes] = {}
     start = 0
@@ -308,6 +307,77 @@ def decode_job(fields: Mapping[bytes, bytes], now: datetime) -> JobRecord:
         raise CorruptRecordError(f"job {job_id!r}: the field {field!r} is missing") from exc
     except (ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise CorruptRecordError(f"job {job_id!r}: {exc}") from exc
+
+
+#: The values of a job the acquire script has just leased, in the order it sends them.
+LEASED = (
+    "id",
+    "task_name",
+    "queue",
+    "payload",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "enqueued_at",
+    "scheduled_at",
+    "lease_token",
+    "unique_key",
+    "error",
+    "traceback",
+)
+
+
+def decode_leased(
+    values: list[Any],
+    started_at: datetime,
+    expires_at: datetime,
+    worker: str,
+    names: dict[bytes, str],
+) -> JobRecord:
+    """The record of a job the acquire script has just leased (the values of :data:`LEASED`).
+
+    The worker's hot path. The script sends only what the caller does not know: the
+    status is ``running``, the lease and start are the call's own, and progress,
+    cancellation, result and finish are cleared on a job that waits. It has checked that
+    the fields it needs are present and numeric; a value still missing (``None``) or
+    malformed fails here. ``names`` caches the decoded task and queue names, which repeat.
+
+    Raises:
+        CorruptRecordError: The reply is not in that form.
+    """
+    if len(values) != len(LEASED):
+        raise CorruptRecordError(f"a leased job reply has {len(values)} values, not {len(LEASED)}")
+    (job_id, task_name, queue, payload, priority, attempts, max_attempts, enqueued_at,
+     scheduled_at, token, unique_key, error, trace) = values  # fmt: skip
+    try:
+        task = names.get(task_name) or names.setdefault(task_name, task_name.decode())
+        where = names.get(queue) or names.setdefault(queue, queue.decode())
+        if payload is None:
+            raise ValueError("the payload is missing")
+        return JobRecord(
+            job_id.decode(),
+            task,
+            where,
+            payload,
+            JobStatus.RUNNING,
+            int(priority),
+            int(attempts),
+            int(max_attempts),
+            from_us(enqueued_at),
+            from_us(scheduled_at),
+            started_at,
+            None,
+            worker,
+            expires_at,
+            int(token),
+            None if unique_key is None else unique_key.decode(),
+            None,
+            None if error is None else error.decode(),
+            None if trace is None else trace.decode(),
+        )
+    except (AttributeError, TypeError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        job = job_id.decode(errors="replace") if isinstance(job_id, bytes) else "?"
+        raise CorruptRecordError(f"job {job!r}: a leased job reply is malformed ({exc})") from exc
 
 
 def encode_worker(info: WorkerInfo) -> bytes:

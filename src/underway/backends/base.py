@@ -169,6 +169,10 @@ class Backend(ABC):
         A stored row that cannot be decoded is moved to ``dead`` (reason: the decoding
         error) in the same transaction and is not returned.
 
+        A worker may have two calls of this method or :meth:`release_and_acquire` under
+        way at once (it leases ahead while its jobs are short), never more; a backend that
+        answers a retried call as its first try must tell those calls apart.
+
         Raises:
             ValueError: ``limit`` is less than 1 or ``queues`` is empty.
         """
@@ -260,6 +264,33 @@ class Backend(ABC):
         sees one. Returns ``False`` at the timeout or when the backend closes. A ``True``
         is a hint, not a promise: the caller acquires and may get nothing.
         """
+
+    async def wait_for_jobs(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        free: int,
+        lease: timedelta,
+        timeout: float,
+    ) -> list[JobRecord]:
+        """Wait as an idle worker: :meth:`wait_for_work`, and maybe be handed jobs.
+
+        A backend may hand new jobs straight to a worker waiting here, leased to it as
+        :meth:`acquire` would lease them (at most ``free``, for ``lease``), in the same atomic
+        step as their enqueue: a job then reaches an idle worker without a further round
+        trip. The call returns those it has received (often none: they may also come with
+        the worker's next :meth:`acquire`, which returns every job handed to the worker
+        that it has not received yet, before the ones it chooses). It returns when it is
+        handed a job or is woken as :meth:`wait_for_work` would be, and after at most
+        ``timeout`` seconds; the caller then acquires.
+
+        Cancelled, it stops handing jobs to the worker and puts back in their queue, as
+        ``requeue`` releases, the jobs handed to it that it did not return.
+
+        The default waits with :meth:`wait_for_work` and returns no job.
+        """
+        await self.wait_for_work(queues, timeout)
+        return []
 
     @abstractmethod
     async def set_progress(self, lease: Lease, progress: float, message: str | None) -> bool:

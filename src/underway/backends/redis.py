@@ -18,7 +18,7 @@ run atomically by the server and called by its SHA (``EVALSHA``, loaded on first
   ``P:unique``                          hash: unique key -> id of the active job
   ``P:queues``, ``P:seq``               known queue names; the enqueue counter
   ``P:workers``, ``P:heartbeats``       the worker registry and last heartbeats
-  ``P:acquired:<worker>``               the worker's last acquire (to answer its retry)
+  ``P:acquired:<worker>``               the worker's last acquires (to answer a retry)
   ``P:ticks``                           hash: schedule -> last claimed tick
   ``P:wake``                            pub/sub channel: a queue got a due job
   ====================================  ===============================================
@@ -51,6 +51,7 @@ from redis.backoff import NoBackoff
 from underway.backends import _redis_wire as wire
 from underway.backends._redis_records import (
     decode_job,
+    decode_leased,
     decode_worker,
     encode_worker,
     from_us,
@@ -156,6 +157,7 @@ class RedisBackend(Backend):
         self._scripts: dict[str, Any] = {}
         self._wire: wire.Wire | None = None  # the lean connection of the hot scripts
         self._waiters: dict[asyncio.Future[bool], frozenset[str]] = {}
+        self._names: dict[bytes, str] = {}  # task, queue and worker names, decoded once
         self._listener: asyncio.Task[None] | None = None
         self._pubsub: Any = None  # the listener's subscription
         self._closing = False
@@ -406,12 +408,12 @@ class RedisBackend(Backend):
         release_tail: list[str | bytes | int] = [release_nonce, str(len(releases))]
         for item in releases:
             release_tail += release_args(item)
-        moments: list[datetime] = []
+        moments: list[tuple[datetime, datetime]] = []  # each try's now and lease expiry
 
         async def attempt(client: aioredis.Redis) -> list[Any]:
             # A retry takes a fresh "now", so a lease never starts out expired.
             now = self.clock()
-            moments.append(now)
+            moments.append((now, now + lease))
             now_us = to_us(now)
             calls: list[tuple[str, Sequence[str | bytes | int]]] = []
             if releases:
@@ -419,7 +421,7 @@ class RedisBackend(Backend):
             if limit:
                 head: list[str | bytes | int] = [
                     now_us,
-                    to_us(now + lease),
+                    to_us(moments[-1][1]),
                     worker_id,
                     limit,
                     acquire_nonce,
@@ -434,12 +436,15 @@ class RedisBackend(Backend):
             if any(item.outcome.kind in _BACK for item in releases):
                 self._wake(None)
         records = []
+        now, expires = moments[-1]
         for item in replies[-1] if limit else ():
-            fields = unpack_record(item)
             try:
-                records.append(decode_job(fields, moments[-1]))
+                if isinstance(item, list):  # leased now; a retry's answer is a packed record
+                    records.append(decode_leased(item, now, expires, worker_id, self._names))
+                else:
+                    records.append(decode_job(unpack_record(item), now))
             except CorruptRecordError as exc:
-                job_id = fields.get(b"id", b"").decode(errors="replace")
+                job_id = _record_id(item)
                 logger.error("Job %r cannot be read and goes to dead: %s", job_id, exc)
                 await self.mark_dead(job_id, f"malformed record: {exc}")
         return applied, records
@@ -728,6 +733,18 @@ class RedisBackend(Backend):
             total += deleted
             if deleted < _BATCH:
                 return total
+
+
+def _record_id(item: Any) -> str:
+    """The job id in a record reply that could not be decoded, as far as it can be read."""
+    try:
+        if isinstance(item, list):
+            value = item[0] if item and isinstance(item[0], bytes) else b""
+        else:
+            value = unpack_record(item).get(b"id", b"")
+        return value.decode(errors="replace")
+    except CorruptRecordError:
+        return ""
 
 
 def _missing_script(reply: Any) -> bool:

@@ -1,7 +1,7 @@
 -- Lease up to `limit` due jobs of the given queues to a worker.
 -- ARGV: prefix, now, expires, worker, limit, nonce, queue...
--- Returns the leased jobs' records, in the order they were chosen: each an array of the
--- values of FIELDS (lib.lua), nil for a missing one (a retry's answer: as record() sends).
+-- Returns the leased jobs, in the order they were chosen: each an array of the values
+-- take() lists (a retry's answer: the whole record, as record() sends it).
 local now, expires, worker, limit, nonce = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local PROMOTE = 1000
 local running = P .. ':running'
@@ -9,20 +9,28 @@ local record_key = P .. ':acquired:' .. worker
 local out = {}
 
 -- A retry of this call after a lost reply gets the jobs it leased, with a fresh expiry.
+-- The record keeps the worker's last two calls: a worker may have two under way at once.
+local KEEP = 2
+local recent = {}
 local last = redis.call('GET', record_key)
 if last then
-  local done = cjson.decode(last)
-  if done[1] == nonce then
-    for i, id in ipairs(done[2]) do
-      local key = job_key(id)
-      local f = redis.call('HMGET', key, 'status', 'lease_token', 'lease_owner')
-      if f[1] == 'running' and f[2] == done[3][i] and f[3] == worker then
-        redis.call('HSET', key, 'lease_expires_at', expires)
-        redis.call('ZADD', running, expires, id)
-        out[#out + 1] = record(key)
+  recent = cjson.decode(last)
+  if type(recent[1]) ~= 'table' then
+    recent = { recent } -- written by an earlier version: one call, not a list of them
+  end
+  for _, done in ipairs(recent) do
+    if done[1] == nonce then
+      for i, id in ipairs(done[2]) do
+        local key = job_key(id)
+        local f = redis.call('HMGET', key, 'status', 'lease_token', 'lease_owner')
+        if f[1] == 'running' and f[2] == done[3][i] and f[3] == worker then
+          redis.call('HSET', key, 'lease_expires_at', expires)
+          redis.call('ZADD', running, expires, id)
+          out[#out + 1] = record(key)
+        end
       end
+      return out
     end
-    return out
   end
 end
 
@@ -30,6 +38,8 @@ local queues = {}
 for i = 7, #ARGV do
   queues[#queues + 1] = ARGV[i]
 end
+
+local taken_ids, taken_tokens = {}, {}
 
 -- Scheduled jobs that came due join their queue's due set, ordered by their scheduled_at.
 for _, q in ipairs(queues) do
@@ -44,8 +54,11 @@ for _, q in ipairs(queues) do
   end
 end
 
--- Positions in FIELDS (lib.lua) of the fields that must be numbers.
-local NUMERIC = { 6, 7, 8, 9, 10, 15 }
+-- The fields take() reads, and the positions among them of those that must be numbers.
+local TAKE = { 'task_name', 'payload', 'status', 'priority', 'attempts', 'max_attempts',
+  'enqueued_at', 'scheduled_at', 'lease_token', 'unique_key', 'error', 'traceback',
+  'progress', 'progress_message', 'cancel_requested' }
+local NUMERIC = { 4, 5, 6, 7, 8, 9 }
 
 -- A record that cannot be decoded goes to dead with the reason, and is not returned.
 local function bury(id, key, q, unique_key, reason)
@@ -55,34 +68,36 @@ local function bury(id, key, q, unique_key, reason)
   finish(id, q, 'dead', unique_key, now)
 end
 
-local taken_ids, taken_tokens = {}, {}
+local leases = {} -- ZADD arguments for the running set: expiry, id, expiry, id...
 
 local function take(id, q)
   local key = job_key(id)
-  local v = redis.call('HMGET', key, unpack(FIELDS))
-  if v[5] ~= 'queued' and v[5] ~= 'scheduled' then
+  local v = redis.call('HMGET', key, unpack(TAKE))
+  if v[3] ~= 'queued' and v[3] ~= 'scheduled' then
     return -- a stale entry: the job was purged, or changed by an operator
   end
-  for i = 1, 4 do
+  for i = 1, 2 do
     if not v[i] then
-      return bury(id, key, q, v[16], 'the ' .. FIELDS[i] .. ' field is missing')
+      return bury(id, key, q, v[10], 'the ' .. TAKE[i] .. ' field is missing')
     end
   end
   for _, i in ipairs(NUMERIC) do
     if not tonumber(v[i]) then
-      return bury(id, key, q, v[16], 'the ' .. FIELDS[i] .. ' field is missing or not a number')
+      return bury(id, key, q, v[10], 'the ' .. TAKE[i] .. ' field is missing or not a number')
     end
   end
-  local attempts, token = int(tonumber(v[7]) + 1), int(tonumber(v[15]) + 1)
+  local attempts, token = int(tonumber(v[5]) + 1), int(tonumber(v[9]) + 1)
   redis.call('HSET', key, 'status', 'running', 'attempts', attempts, 'lease_token', token,
     'lease_owner', worker, 'lease_expires_at', expires, 'started_at', now)
-  if v[20] or v[21] or v[22] then
+  if v[13] or v[14] or v[15] then
     redis.call('HDEL', key, 'progress', 'progress_message', 'cancel_requested')
   end
-  redis.call('ZADD', running, expires, id)
-  v[5], v[7], v[15], v[13], v[14], v[11] = 'running', attempts, token, worker, expires, now
-  v[20], v[21], v[22] = false, false, false
-  out[#out + 1] = v -- an array of the FIELDS (false for none): hiredis reads it in C
+  leases[#leases + 1] = expires
+  leases[#leases + 1] = id
+  -- What the caller does not know already (status, lease and start are this call's), as
+  -- LEASED (_redis_records.py) lists them: an array, false for none, read by hiredis in C.
+  out[#out + 1] = { id, v[1], q, v[2], v[4], attempts, v[6], v[7], v[8], token, v[10], v[11],
+    v[12] }
   taken_ids[#taken_ids + 1] = id
   taken_tokens[#taken_tokens + 1] = token
 end
@@ -131,7 +146,12 @@ while #out < limit do
 end
 
 if #out > 0 then
-  redis.call('SET', record_key, cjson.encode({ nonce, taken_ids, taken_tokens }))
+  for i = 1, #leases, 1000 do -- one call per batch (unpack takes a few thousand values)
+    redis.call('ZADD', running, unpack(leases, i, math.min(i + 999, #leases)))
+  end
+  table.insert(recent, 1, { nonce, taken_ids, taken_tokens })
+  recent[KEEP + 1] = nil
+  redis.call('SET', record_key, cjson.encode(recent))
 end
 -- Promoted jobs this worker left behind may be due for others who are waiting.
 for q, yes in pairs(wake) do
