@@ -63,6 +63,10 @@ class _TimedOut(Exception):
     """A run reached its task's time limit (unlike a TimeoutError the task raised)."""
 
 
+def _cancel(future: asyncio.Future[Any], _: object) -> None:
+    future.cancel()
+
+
 def _average(average: float, sample: float) -> float:
     """An exponentially weighted running average (the first sample starts it)."""
     if math.isinf(average):
@@ -447,45 +451,53 @@ class Worker:
     async def _idle(self, backend: Backend, stop_wait: asyncio.Future[Any]) -> list[JobRecord]:
         """Wait for work (or the stop); store the outcomes of jobs that end meanwhile.
 
-        Returns the jobs the store handed over while waiting (leased to this worker).
+        Returns the jobs the store handed over while waiting (leased to this worker). The
+        wait is awaited directly, so that a job handed over starts one step sooner; the
+        stop cancels it, and the wait hands back what it was handed and did not return.
         """
         free = self.concurrency - len(self._running)
         waiter = asyncio.ensure_future(
             backend.wait_for_jobs(self.id, self.queues, free, self.lease, self.poll)
         )
-        delay = 0.05
+        interrupt = functools.partial(_cancel, waiter)
+        stop_wait.add_done_callback(interrupt)
+        releaser = asyncio.ensure_future(self._release_while(backend, waiter))
         try:
-            while True:
-                pending: list[asyncio.Future[Any]] = [waiter, stop_wait]
-                pause: float | None = None
-                if self._outbox:
-                    self._outbox_ready.clear()
-                    if await self._release_outbox(backend, delay):
-                        delay = 0.05
-                    else:  # the store failed: try again after a pause
-                        pause, delay = delay, min(delay * 2, 5.0)
-                if waiter.done() or stop_wait.done():
-                    break
-                ready = asyncio.ensure_future(self._outbox_ready.wait())
-                done, _ = await asyncio.wait(
-                    [*pending, ready], timeout=pause, return_when=asyncio.FIRST_COMPLETED
-                )
-                ready.cancel()
-                if waiter in done or stop_wait in done:
-                    break
+            return await waiter
+        except asyncio.CancelledError:
+            this = asyncio.current_task()
+            cancelling = getattr(this, "cancelling", None)  # Python 3.11+
+            if not (waiter.cancelled() and self._stopping.is_set()) or (
+                cancelling is not None and cancelling()
+            ):
+                raise  # this worker itself is cancelled, not only its wait
+            return []
+        except Exception as exc:  # the next acquire meets it too, and reports it
+            logger.debug("Worker %s: waiting for work failed: %r", self.id, exc)
+            return []
         finally:
+            stop_wait.remove_done_callback(interrupt)
             if not waiter.done():
-                # Cancelled, the wait hands back what it was handed and did not return.
                 waiter.cancel()
                 await asyncio.gather(waiter, return_exceptions=True)
-        if waiter.cancelled():
-            return []
-        if waiter.exception() is not None:
-            # The next acquire meets the same failure and reports it; this only keeps
-            # asyncio from logging an exception nobody retrieved.
-            logger.debug("Worker %s: waiting for work failed: %r", self.id, waiter.exception())
-            return []
-        return waiter.result()
+            await releaser  # never cut short: a release under way completes or puts back
+
+    async def _release_while(self, backend: Backend, waiter: asyncio.Future[Any]) -> None:
+        """Store the outcomes of jobs that end while the worker waits for work."""
+        delay = 0.05
+        while not waiter.done():
+            pause: float | None = None
+            if self._outbox:
+                self._outbox_ready.clear()
+                if await self._release_outbox(backend, delay):
+                    delay = 0.05
+                else:  # the store failed: try again after a pause
+                    pause, delay = delay, min(delay * 2, 5.0)
+                if waiter.done():
+                    return
+            ready = asyncio.ensure_future(self._outbox_ready.wait())
+            await asyncio.wait([waiter, ready], timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
 
     def _take_outbox(self) -> list[Release]:
         batch, self._outbox = self._outbox, []

@@ -71,8 +71,10 @@ class _Protocol(asyncio.Protocol):
                 self.wire.lost(self, rx.ConnectionError("unexpected reply from Redis"))
                 return
             future = self.waiting.popleft()
-            if not future.done():  # its caller may have been cancelled: skip its reply
+            if not future.done():
                 future.set_result(reply)
+            else:  # its caller was cancelled: skip its reply, unless it is to be kept
+                self.wire.skipped(future, reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.wire.lost(self, rx.ConnectionError(f"Redis closed the connection ({exc or 'EOF'})"))
@@ -92,11 +94,72 @@ class Wire:
         self._opening: _Protocol | None = None  # connected, the handshake under way
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._closed = False
+        # Blocking calls whose caller was cancelled, and their replies once they come.
+        self._late: dict[asyncio.Future[Any], asyncio.Future[Any]] = {}
 
     async def call(self, *args: Arg) -> Any:
         """Send one command and return its reply (an error reply is returned, not raised)."""
         (reply,) = await self.call_many([args])
         return reply
+
+    async def send_blocking(self, wait: float, *args: Arg) -> asyncio.Future[Any]:
+        """Send a command that blocks on the server for up to ``wait`` seconds (BLPOP).
+
+        Returns the future of its reply, to await directly: no task stands between the
+        reply and its caller. If the caller is cancelled, the future is, but its reply is
+        kept for :meth:`late_reply`. The URL's ``socket_timeout`` counts from the end of
+        the wait.
+
+        Raises:
+            redis.exceptions.ConnectionError: The connection failed or was lost (also set
+                on the future when it is lost later).
+        """
+        if self._closed:
+            raise rx.ConnectionError("the Redis backend was closed")
+        protocol = self._protocol or await self._connect()
+        transport = protocol.transport
+        if protocol.failure is not None or transport is None or transport.is_closing():
+            raise rx.ConnectionError(f"the connection to Redis was lost ({protocol.failure})")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        protocol.waiting.append(future)
+        transport.write(pack(args))
+        self._late[future] = loop.create_future()
+        timeout = self._settings.socket_timeout
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(wait + timeout, self._expire, protocol, future, timeout)
+
+        def settled(_: object) -> None:
+            if timer is not None:
+                timer.cancel()
+            if not future.cancelled():  # answered: no late reply to keep for it
+                self._late.pop(future, None)
+
+        future.add_done_callback(settled)
+        return future
+
+    async def late_reply(self, future: asyncio.Future[Any], timeout: float) -> Any:
+        """The reply to a blocking call whose caller was cancelled, when it comes.
+
+        Raises:
+            redis.exceptions.ConnectionError: The connection was lost first.
+            asyncio.TimeoutError: No reply within ``timeout`` seconds.
+        """
+        late = self._late.get(future)
+        if late is None:
+            raise rx.ConnectionError("no reply is awaited for that call")
+        try:
+            return await asyncio.wait_for(asyncio.shield(late), timeout)
+        finally:
+            if late.done():
+                self._late.pop(future, None)
+
+    def skipped(self, future: asyncio.Future[Any], reply: Any) -> None:
+        """A reply whose caller was cancelled arrived: keep it if it is a blocking call's."""
+        late = self._late.get(future)
+        if late is not None and not late.done():
+            late.set_result(reply)
 
     async def call_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Send commands in one write; return their replies in order.
@@ -158,6 +221,10 @@ class Wire:
         for future in waiting:
             if not future.done():
                 future.set_exception(exc)
+            late = self._late.pop(future, None)
+            if late is not None and not late.done():
+                late.set_exception(exc)
+                late.exception()  # (seen: nobody may be waiting for it)
 
     def close(self) -> None:
         """Close the connection; calls still waiting fail with ConnectionError."""

@@ -141,7 +141,10 @@ class Backend(ABC):
         key.
 
         Enqueueing wakes :meth:`wait_for_work` callers in this process at once; workers in
-        other processes see the job by their notification mechanism or by polling.
+        other processes see the job by their notification mechanism or by polling. A
+        backend may instead hand a new job to a worker waiting in :meth:`wait_for_jobs`:
+        the job is then stored leased to that worker (status ``running``, ``attempts`` 1,
+        ``lease_token`` 1) and returned as such.
 
         Raises:
             ValueError: Two new jobs in ``jobs`` share an id, or a job with that id exists.

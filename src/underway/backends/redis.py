@@ -20,12 +20,23 @@ run atomically by the server and called by its SHA (``EVALSHA``, loaded on first
   ``P:workers``, ``P:heartbeats``       the worker registry and last heartbeats
   ``P:acquired:<worker>``               the worker's last acquires (to answer a retry)
   ``P:ticks``                           hash: schedule -> last claimed tick
+  ``P:idle:<queue>``                    sorted set of workers waiting on the queue, by
+                                        when their wait ends
+  ``P:idler:<worker>``                  hash: a waiting worker's free slots, lease, queues
+  ``P:handoff:<worker>``                list: what a waiting worker was handed (a job
+                                        leased to it, or a wake)
   ``P:wake``                            pub/sub channel: a queue got a due job
   ====================================  ===============================================
 
-* Idle workers wait on the ``P:wake`` channel (one pub/sub connection per backend object),
-  published to only when a queue's due set stops being empty or gets an earlier scheduled
-  job; they also sleep until the earliest scheduled job comes due. No polling.
+* An idle worker (:meth:`RedisBackend.wait_for_jobs`) registers on its queues and blocks
+  on its own handoff list, on a connection of its own. An enqueue that finds it leases the
+  new job to it in the same script and pushes the record, which the server delivers at
+  once: the job starts without a further round trip. A script that makes a job due in
+  another way (a retry, a reaped lease, a promoted scheduled job) pushes a wake, and the
+  worker acquires. Its wait also ends when the earliest scheduled job comes due. No
+  polling. (:meth:`RedisBackend.wait_for_work` waits on the ``P:wake`` channel instead, one
+  pub/sub connection per backend object, published to when a queue's due set stops being
+  empty or gets an earlier scheduled job.)
 * A dropped connection or a restarting server is retried for ``retry_for`` seconds (default
   5) before :class:`~underway.errors.BackendError` is raised. Every script is safe to run
   twice: a retry after a lost reply finds the work done (an enqueue's jobs, an acquire's
@@ -81,6 +92,7 @@ from underway.job import (
     Lease,
     LeaseRenewal,
     NewJob,
+    Outcome,
     OutcomeKind,
     Release,
     WorkerInfo,
@@ -101,6 +113,7 @@ _SCRIPTS = (
     "count",
     "enqueue",
     "extend",
+    "idle",
     "list",
     "mark_dead",
     "probe",
@@ -110,9 +123,13 @@ _SCRIPTS = (
     "reap",
     "release",
     "requeue",
+    "unidle",
 )
 _BATCH = 1000  # jobs examined per script call by reap, purge and list
+_MICROSECOND = timedelta(microseconds=1)
 _REAP_REASON = "the lease expired (the worker stopped)"
+#: Seconds an idle worker's registration outlives its wait (clocks of machines differ a bit).
+_IDLE_MARGIN = 1.0
 _SAFE_POLICIES = ("noeviction", "volatile-")  # our keys never have a TTL
 #: Outcomes that put a job back in its queue, where waiting workers may take it.
 _BACK = frozenset({OutcomeKind.RETRY, OutcomeKind.REQUEUE})
@@ -156,6 +173,7 @@ class RedisBackend(Backend):
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._wire: wire.Wire | None = None  # the lean connection of the hot scripts
+        self._blocking: dict[str, wire.Wire] = {}  # per waiting worker: its BLPOP connection
         self._waiters: dict[asyncio.Future[bool], frozenset[str]] = {}
         self._names: dict[bytes, str] = {}  # task, queue and worker names, decoded once
         self._listener: asyncio.Task[None] | None = None
@@ -330,6 +348,9 @@ class RedisBackend(Backend):
         self._client = self._pool = self._wire = None
         if lean is not None:
             lean.close()
+        blocking, self._blocking = self._blocking, {}
+        for connection in blocking.values():
+            connection.close()
         if client is not None:
             await client.aclose()
         if pool is not None:
@@ -536,6 +557,118 @@ class RedisBackend(Backend):
         finally:
             del self._waiters[waiter]
 
+    async def wait_for_jobs(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        free: int,
+        lease: timedelta,
+        timeout: float,
+    ) -> list[JobRecord]:
+        """See :meth:`Backend.wait_for_jobs`. Enqueues hand their jobs to the waiting worker.
+
+        The worker is registered as idle on its queues (``P:idle:<queue>``) until its wait
+        ends, and blocks on its own list (``BLPOP P:handoff:<worker>``, on a connection of
+        its own): an enqueue that finds it there leases the job to it and pushes the record,
+        which the server delivers at once, and any script that makes a job due pushes a
+        wake. No polling, and no round trip between the enqueue and the job's start.
+        """
+        pool = self._pool
+        if pool is None or not wire.AVAILABLE or free < 1:
+            return await super().wait_for_jobs(worker_id, queues, free, lease, timeout)
+        now = self.clock()
+        ends = now + timedelta(seconds=timeout + _IDLE_MARGIN)
+        head: list[str | int] = [to_us(now), worker_id, free, lease // _MICROSECOND, to_us(ends)]
+        try:
+            due = await self._run("idle", [*head, *queues])
+        except BackendError as exc:  # the acquire that follows meets it and reports it
+            logger.debug("Redis at %s: could not wait for work: %s", self.where, exc)
+            return []
+        wait = timeout
+        if isinstance(due, bytes):
+            wait = min(wait, (from_us(due) - self.clock()).total_seconds())
+        if due == 1 or wait <= 0:
+            return []
+        blocking = self._blocking.get(worker_id)
+        if blocking is None:
+            blocking = wire.Wire(pool.connection_class(**pool.connection_kwargs))
+            self._blocking[worker_id] = blocking
+        key = self._key("handoff", worker_id)
+        try:
+            pop = await blocking.send_blocking(wait, "BLPOP", key, f"{wait:.3f}")
+        except asyncio.CancelledError:  # while connecting: nothing was asked yet
+            await asyncio.shield(self._stop_waiting(worker_id, blocking, None))
+            raise
+        except (rx.RedisError, OSError) as exc:
+            return await self._wait_without_handoff(worker_id, queues, wait, exc)
+        try:
+            reply = await pop  # no task in between: the job starts sooner
+        except asyncio.CancelledError:
+            await asyncio.shield(self._stop_waiting(worker_id, blocking, pop))
+            raise
+        except (rx.RedisError, OSError) as exc:
+            return await self._wait_without_handoff(worker_id, queues, wait, exc)
+        return self._handed(worker_id, [reply[1]] if reply else [])
+
+    async def _wait_without_handoff(
+        self, worker_id: str, queues: Sequence[str], wait: float, exc: Exception
+    ) -> list[JobRecord]:
+        """The blocking read failed: stop handoffs, return what came, else just wait."""
+        logger.debug("Redis at %s: waiting for handed jobs failed: %s", self.where, exc)
+        try:
+            records = self._handed(worker_id, await self._run("unidle", [worker_id]))
+        except BackendError:
+            return []  # the server is away: the acquire that follows says so
+        if records:
+            return records
+        await self.wait_for_work(queues, wait)
+        return []
+
+    async def _stop_waiting(
+        self, worker_id: str, blocking: wire.Wire, pop: asyncio.Future[Any] | None
+    ) -> None:
+        """End a wait early: no more handoffs, and the jobs handed over go back."""
+        items: list[bytes] = []
+        try:
+            items += await self._run("unidle", [worker_id])  # it also wakes the BLPOP
+            reply = None if pop is None else await blocking.late_reply(pop, 2.0)
+            if reply:
+                items.append(reply[1])
+        except (BackendError, rx.RedisError, OSError, asyncio.TimeoutError) as exc:
+            # Jobs handed over meanwhile stay leased to this worker until their leases expire.
+            logger.warning("Redis at %s: could not stop waiting cleanly: %r", self.where, exc)
+            if self._blocking.get(worker_id) is blocking:
+                del self._blocking[worker_id]
+            blocking.close()  # its BLPOP may still be under way
+        records = self._handed(worker_id, items)
+        if records:
+            back = [Release(record.lease, Outcome.requeue()) for record in records]
+            try:
+                await self.release(worker_id, back)
+            except BackendError as exc:
+                logger.warning(
+                    "Redis at %s: %d job(s) handed to worker %s go back to their queue when "
+                    "their leases expire: %s",
+                    self.where,
+                    len(back),
+                    worker_id,
+                    exc,
+                )
+
+    def _handed(self, worker_id: str, items: Sequence[bytes]) -> list[JobRecord]:
+        """The jobs in items pushed to a waiting worker (``token record``; ``""``: a wake)."""
+        now = self.clock()
+        records = []
+        for item in items:
+            if not item:
+                continue
+            _, _, packed = item.partition(b" ")
+            try:
+                records.append(decode_job(unpack_record(packed), now))
+            except CorruptRecordError as exc:  # its lease expires and a reaper recovers it
+                logger.error("A job handed to worker %s cannot be read: %s", worker_id, exc)
+        return records
+
     async def _listen(self) -> None:
         """Keep a subscription to the wake channel, and wake the waiters it names."""
         assert self._client is not None
@@ -602,6 +735,9 @@ class RedisBackend(Backend):
                 pipe.zrem(self._key("heartbeats"), worker_id)
                 pipe.delete(self._key("acquired", worker_id))
                 await pipe.execute()
+            # A worker that waited is unregistered by its last acquire; drop what is left.
+            await self._evals(client, [("unidle", [worker_id])])
+            await client.delete(self._key("handoff", worker_id))
 
         await self._call("unregister_worker", unregister)
 

@@ -1,7 +1,8 @@
 -- Lease up to `limit` due jobs of the given queues to a worker.
 -- ARGV: prefix, now, expires, worker, limit, nonce, queue...
--- Returns the leased jobs, in the order they were chosen: each an array of the values
--- take() lists (a retry's answer: the whole record, as record() sends it).
+-- Returns the leased jobs: first those handed to the worker while it waited, then the
+-- ones chosen, in order: each an array of the values take() lists, or the whole record
+-- as record() sends it (a handed job, and a retry's answer).
 local now, expires, worker, limit, nonce = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local PROMOTE = 1000
 local running = P .. ':running'
@@ -40,6 +41,32 @@ for i = 7, #ARGV do
 end
 
 local taken_ids, taken_tokens = {}, {}
+
+-- First, the jobs enqueues handed to this worker while it waited: leased to it already.
+unregister_idle(worker)
+local handoff = P .. ':handoff:' .. worker
+local handed = redis.call('LRANGE', handoff, 0, -1)
+if #handed > 0 then
+  redis.call('DEL', handoff)
+  for _, item in ipairs(handed) do
+    local space = string.find(item, ' ', 1, true)
+    if space then -- not a wake
+      local token, packed = string.sub(item, 1, space - 1), string.sub(item, space + 1)
+      local head = string.find(packed, '\n', 1, true)
+      local size = tonumber(string.match(packed, '^(%d+)'))
+      local id = head and size and string.sub(packed, head + 1, head + size)
+      local key = id and job_key(id)
+      local f = key and redis.call('HMGET', key, 'status', 'lease_token', 'lease_owner')
+      if f and f[1] == 'running' and f[2] == token and f[3] == worker then
+        redis.call('HSET', key, 'lease_expires_at', expires)
+        redis.call('ZADD', running, expires, id)
+        out[#out + 1] = record(key)
+        taken_ids[#taken_ids + 1] = id
+        taken_tokens[#taken_tokens + 1] = token
+      end
+    end
+  end
+end
 
 -- Scheduled jobs that came due join their queue's due set, ordered by their scheduled_at.
 for _, q in ipairs(queues) do
@@ -157,6 +184,7 @@ end
 for q, yes in pairs(wake) do
   if yes and redis.call('EXISTS', P .. ':queue:' .. q) == 1 then
     redis.call('PUBLISH', P .. ':wake', q)
+    wake_idlers(q)
   end
 end
 return out

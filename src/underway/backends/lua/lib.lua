@@ -92,12 +92,51 @@ local function record(key)
   return pack(redis.call('HMGET', key, unpack(FIELDS)))
 end
 
+-- Idle workers (RedisBackend.wait_for_jobs): P:idle:<queue> holds the workers waiting on the
+-- queue, scored by when their wait ends; P:idler:<worker> their free slots, lease (us) and
+-- queues; P:handoff:<worker> what they are handed: 'token record' for a job leased to the
+-- worker (an enqueue hands its job straight to a waiting worker), or '' to wake it.
+local function unregister_idle(w)
+  local reg = P .. ':idler:' .. w
+  local queues = redis.call('HGET', reg, 'queues')
+  if queues then
+    for _, q in ipairs(cjson.decode(queues)) do
+      redis.call('ZREM', P .. ':idle:' .. q, w)
+    end
+    redis.call('DEL', reg)
+  end
+end
+
+-- Wake the workers waiting on a queue, which then look for work themselves.
+local function wake_idlers(q)
+  for _, w in ipairs(redis.call('ZRANGE', P .. ':idle:' .. q, 0, -1)) do
+    redis.call('RPUSH', P .. ':handoff:' .. w, '')
+    unregister_idle(w)
+  end
+end
+
 local function publish_wakes()
   for q, yes in pairs(wake) do
     if yes then
       redis.call('PUBLISH', P .. ':wake', q)
+      wake_idlers(q)
     end
   end
+end
+
+-- A worker waiting on queue q whose wait has not ended, or nil (none, as far as this call
+-- has looked: the answer only changes when a handoff uses up a worker's free slots).
+local no_idler = {}
+local function idler(q, now)
+  if no_idler[q] then
+    return nil
+  end
+  local found = redis.call('ZRANGEBYSCORE', P .. ':idle:' .. q, '(' .. now, '+inf', 'LIMIT', 0, 1)
+  if found[1] then
+    return found[1]
+  end
+  no_idler[q] = true
+  return nil
 end
 
 local FINISHED = { succeeded = true, failed = true, cancelled = true, dead = true }
@@ -138,7 +177,8 @@ local function check_new(i, nonce)
     ' exists. Leave NewJob.id to its default.')
 end
 
--- Store the new job at ARGV[i]; returns 0, or the active job holding its unique key.
+-- Store the new job at ARGV[i]; returns 0, the record of the job as a waiting worker was
+-- handed it, or the record of the active job holding its unique key.
 local function insert(i, now, nonce, seq)
   local id, task, q, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local priority, max_attempts, sa = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
@@ -160,20 +200,48 @@ local function insert(i, now, nonce, seq)
     status = 'scheduled'
   end
   local key = job_key(id)
-  redis.call('HSET', key, 'id', id, 'task_name', task, 'queue', q, 'payload', payload,
-    'status', status, 'priority', priority, 'attempts', '0', 'max_attempts', max_attempts,
-    'enqueued_at', now, 'scheduled_at', sa, 'lease_token', '0', 'seq', seq,
-    'enqueue_nonce', nonce)
+  local w = status == 'queued' and idler(q, now)
+  local reg = w and redis.call('HMGET', P .. ':idler:' .. w, 'free', 'lease')
+  local handed = nil
+  if w and tonumber(reg[1]) and tonumber(reg[2]) then
+    -- A worker waits with a free slot: lease the job to it now, and hand it over.
+    local expires = int(tonumber(now) + tonumber(reg[2]))
+    redis.call('HSET', key, 'id', id, 'task_name', task, 'queue', q, 'payload', payload,
+      'status', 'running', 'priority', priority, 'attempts', '1', 'max_attempts',
+      max_attempts, 'enqueued_at', now, 'scheduled_at', sa, 'started_at', now, 'lease_owner',
+      w, 'lease_expires_at', expires, 'lease_token', '1', 'seq', seq, 'enqueue_nonce', nonce)
+    redis.call('ZADD', P .. ':running', expires, id)
+    handed = pack({ id, task, q, payload, 'running', priority, '1', max_attempts, now, sa, now,
+      false, w, expires, '1', unique_key or false })
+    redis.call('RPUSH', P .. ':handoff:' .. w, '1 ' .. handed)
+    if tonumber(reg[1]) > 1 then
+      redis.call('HSET', P .. ':idler:' .. w, 'free', int(tonumber(reg[1]) - 1))
+    else
+      unregister_idle(w)
+      no_idler[q] = nil
+    end
+  else
+    if w then
+      unregister_idle(w) -- an entry without its registration: drop it
+      no_idler[q] = nil
+    end
+    redis.call('HSET', key, 'id', id, 'task_name', task, 'queue', q, 'payload', payload,
+      'status', status, 'priority', priority, 'attempts', '0', 'max_attempts', max_attempts,
+      'enqueued_at', now, 'scheduled_at', sa, 'lease_token', '0', 'seq', seq,
+      'enqueue_nonce', nonce)
+  end
   if unique_key then
     redis.call('HSET', key, 'unique_key', unique_key)
     redis.call('HSET', P .. ':unique', unique_key, id)
   end
-  if status == 'queued' then
-    due_add(q, priority, sa, seq, id)
-  else
-    scheduled_add(q, sa, id)
+  if not handed then -- (a job handed over waits in no queue)
+    if status == 'queued' then
+      due_add(q, priority, sa, seq, id)
+    else
+      scheduled_add(q, sa, id)
+    end
   end
   redis.call('ZADD', P .. ':jobs', seq, id)
   redis.call('SADD', P .. ':queues', q)
-  return 0
+  return handed or 0
 end

@@ -4,6 +4,7 @@ local ids = redis.call('ZRANGEBYSCORE', P .. ':heartbeats', '-inf', '(' .. ARGV[
 for _, id in ipairs(ids) do
   redis.call('HDEL', P .. ':workers', id)
   redis.call('ZREM', P .. ':heartbeats', id)
-  redis.call('DEL', P .. ':acquired:' .. id)
+  redis.call('DEL', P .. ':acquired:' .. id, P .. ':handoff:' .. id)
+  unregister_idle(id)
 end
 return #ids
