@@ -45,7 +45,7 @@ import field_report
 import harness
 from fieldkit import DONE_LOG, RECORD
 from harness import Interpreter, WorkerProcess, log, spread
-from servers import PrivatePostgres, PrivateRedis
+from servers import PrivatePostgres, PrivateRedis, child_pids, process_cpu_s
 
 FIELD_RUNNER = harness.HERE / "field_runner.py"
 JSON_PATH = harness.ROOT / "bench/results/field.json"
@@ -285,12 +285,14 @@ class Bench:
         rss_ready = harness_rss(pid)
         try:
             t_go = min(worker.go() for worker in workers)
+            cpu_go = self._cpu(target, workers)
             deadline = time.monotonic() + 120 + n / 50
             while True:
                 done = done_log.stat().st_size // RECORD.size if done_log.exists() else 0
                 if memory:
                     samples.append((done, harness_rss(pid)))
                 if done >= n:
+                    cpu_done = self._cpu(target, workers)
                     break
                 if not all(worker.alive() for worker in workers):
                     raise RuntimeError(f"a {target.key} worker exited after {done} of {n} jobs")
@@ -319,12 +321,26 @@ class Bench:
             "concurrency": concurrency,
             "processes": processes,
         }
+        result["metrics"].update(cpu_shares(cpu_go, cpu_done))
         if problems:
             result["stop_problems"] = problems
         if memory:
             result["metrics"].update(rss_summary(rss_ready, rss_end, samples, n))
             result["rss_samples"] = samples[:: max(1, len(samples) // 200)]
         return result
+
+    def _cpu(self, target: Target, workers: Sequence[WorkerProcess]) -> CpuSnapshot:
+        """The CPU time used so far by the store's server, the workers and the machine."""
+        server = 0.0
+        if target.store == "redis" and self.redis is not None:
+            server = self.redis.cpu_s()
+        elif target.store == "postgres" and self.postgres is not None:
+            server = self.postgres.cpu_s()
+        pids = [worker.proc.pid for worker in workers]
+        worker_cpu = sum(process_cpu_s(p, children=True) for p in pids)
+        worker_cpu += sum(process_cpu_s(c) for p in pids for c in child_pids(p))
+        busy, total = machine_jiffies()
+        return CpuSnapshot(time.monotonic(), server, worker_cpu, busy, total)
 
     def latency(self, target: Target, where: Path) -> dict[str, Any]:
         """Start an idle worker, then time jobs enqueued one at a time from another process."""
@@ -365,6 +381,38 @@ class Bench:
         if problems:
             result["stop_problems"] = problems
         return result
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU time used so far: seconds of the server and of the workers, jiffies of all CPUs."""
+
+    at: float
+    server_s: float
+    workers_s: float
+    busy: int
+    total: int
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """Busy and total jiffies of all CPUs since boot (``/proc/stat``)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def cpu_shares(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
+    """Where the CPU went during a drain: the server's and the workers' share of one core
+    (100 = one core busy all along), and how busy the machine's CPUs were (100 = all)."""
+    seconds = max(end.at - start.at, 1e-9)
+    ticks = max(end.total - start.total, 1)
+    return {
+        "server_cpu_pct": 100 * (end.server_s - start.server_s) / seconds,
+        "workers_cpu_pct": 100 * (end.workers_s - start.workers_s) / seconds,
+        "machine_busy_pct": 100 * (end.busy - start.busy) / ticks,
+    }
 
 
 def harness_rss(pid: int) -> int:

@@ -133,6 +133,33 @@ def memory_table(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def scale_table(report: Mapping[str, Any]) -> list[str]:
+    """Throughput by worker processes, and where the CPU went: what limits each system."""
+    lines = [
+        "| system | worker processes | jobs/s | workers' CPU, % of a core | server's CPU, % of "
+        "a core | machine's CPUs busy, % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, system in report["systems"].items():
+        for processes, workload in ((1, "throughput"), (2, "scale2"), (4, "scale4")):
+            rate = stats(report, workload, "jobs_per_s", key)
+            if rate is None:
+                continue
+            cells = [
+                stats(report, workload, metric, key)
+                for metric in ("workers_cpu_pct", "server_cpu_pct", "machine_busy_pct")
+            ]
+            shown = ["n/a" if cell is None else f"{cell['median']:.0f}" for cell in cells]
+            if system["store"] == "sqlite":
+                shown[1] = "(in the workers)"
+            lines.append(
+                f"| {system['label']} | {processes} | {harness.fmt(rate['median'])} | "
+                + " | ".join(shown)
+                + " |"
+            )
+    return lines
+
+
 def targets(report: Mapping[str, Any]) -> list[str]:
     """The issue's targets, each with the ratio measured in this run."""
     col = {(c.workload, c.metric): c for c in COLUMNS}
@@ -230,6 +257,17 @@ def markdown(report: Mapping[str, Any]) -> str:
         "### The targets (issue 5), in this run",
         "",
         *targets(report),
+        "",
+        "### Scale: worker processes, and where the CPU goes",
+        "",
+        "One drain per row (medians of the repetitions). CPU from `/proc` over the drain, from "
+        "the workers' go to the last job: the workers' processes (their ended children "
+        "included), the store's server (redis-server; for PostgreSQL the postmaster and "
+        "every backend), in % of one core, and all of the machine's CPUs, in % of all of "
+        "them. A server near 100% of a core (redis-server runs commands on one thread) or a "
+        "machine near 100% is what stops more worker processes from adding throughput.",
+        "",
+        *scale_table(report),
         "",
         "### Worker memory",
         "",

@@ -92,6 +92,10 @@ class PrivateRedis:
         """The server's process id."""
         return self.process.pid
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server has used so far."""
+        return process_cpu_s(self.process.pid)
+
     def close(self) -> None:
         """Stop the server and delete its directory."""
         self.client.close()
@@ -102,6 +106,39 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def process_cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds a process has used, all its threads, to the nanosecond (schedstat); with
+    ``children``, also those of its children that ended (in clock ticks: the kernel adds
+    them when they are reaped). 0 if the process is gone."""
+    total = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0]) / 1e9
+            except OSError:
+                continue  # a thread that just ended
+        if children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return total
+    return total
+
+
+def child_pids(parent: int) -> list[int]:
+    """The live children of a process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
 
 
 class PrivatePostgres:
@@ -156,6 +193,14 @@ class PrivatePostgres:
             f"PostgreSQL {self.version}, stock postgresql.conf (fsync={self.fsync}, "
             f"synchronous_commit={self.sync_commit}) but max_connections=200, on a "
             "loopback port"
+        )
+
+    def cpu_s(self) -> float:
+        """CPU seconds the cluster has used so far: the postmaster and every backend,
+        those that ended included."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        return process_cpu_s(pid, children=True) + sum(
+            process_cpu_s(child) for child in child_pids(pid)
         )
 
     def create(self, database: str, template: str = "template1") -> None:
