@@ -5,7 +5,8 @@
 # requirements-arq.txt, underway apart in requirements-underway.txt) into .venv-bench,
 # starts private Redis and PostgreSQL servers on free loopback ports, and runs
 # bench/queue/field.py (45 minutes on a loaded 2-CPU VM), writing
-# bench/results/field.{json,md}. `bash bench/run_all.sh --quick` is the smoke test (tiny N,
+# bench/results/field.{json,md}, then bench/queue/floor.py (bench/results/floor.{json,md}).
+# `bash bench/run_all.sh --quick` is the smoke test (tiny N,
 # one repetition, prints the tables, writes nothing). Other options: field.py --help.
 #
 # Needs python3 (3.11+), redis-server, and PostgreSQL's server binaries
@@ -53,4 +54,12 @@ if [ ! -f "$UW_STAMP" ] || [ bench/queue/requirements-underway.txt -nt "$UW_STAM
         -r bench/queue/requirements-underway.txt
     touch "$UW_STAMP"
 fi
-exec "$VENV/bin/python" bench/queue/field.py "$@"
+"$VENV/bin/python" bench/queue/field.py "$@"
+# The full run (no options) also measures the round trips underneath one-at-a-time
+# enqueues (bench/results/floor.md); the quick run, a few of them, printed only.
+if [ "$#" -eq 0 ]; then
+    "$VENV/bin/python" bench/queue/floor.py --json bench/results/floor.json \
+        --markdown bench/results/floor.md
+elif [[ " $* " == *" --quick "* ]]; then
+    "$VENV/bin/python" bench/queue/floor.py --n 300 --rounds 1
+fi

@@ -38,13 +38,19 @@ local function due_member(sa, seq, id)
   return string.format('%016d%016d', at, tonumber(seq)) .. id
 end
 
--- Workers waiting on a queue saw its due set empty; tell them when it stops being empty.
-local function due_add(q, priority, sa, seq, id)
-  local key = P .. ':queue:' .. q
+-- Whether the queue's due set was empty when this call first looked. Workers waiting on a
+-- queue saw it empty: they are told (publish_wakes) when it stops being so, and while it is
+-- not, none waits on it (they register only on empty queues, and are woken off them).
+local function was_empty(q)
   if wake[q] == nil then
-    wake[q] = redis.call('EXISTS', key) == 0
+    wake[q] = redis.call('EXISTS', P .. ':queue:' .. q) == 0
   end
-  redis.call('ZADD', key, int(-tonumber(priority)), due_member(sa, seq, id))
+  return wake[q]
+end
+
+local function due_add(q, priority, sa, seq, id)
+  was_empty(q)
+  redis.call('ZADD', P .. ':queue:' .. q, int(-tonumber(priority)), due_member(sa, seq, id))
 end
 
 -- Waiting workers sleep until the earliest scheduled job; tell them of an earlier one.
@@ -200,7 +206,8 @@ local function insert(i, now, nonce, seq)
     status = 'scheduled'
   end
   local key = job_key(id)
-  local w = status == 'queued' and idler(q, now)
+  local fresh = status ~= 'queued' or was_empty(q) -- (else the queue's name is known)
+  local w = status == 'queued' and fresh and idler(q, now)
   local reg = w and redis.call('HMGET', P .. ':idler:' .. w, 'free', 'lease')
   local handed = nil
   if w and tonumber(reg[1]) and tonumber(reg[2]) then
@@ -242,6 +249,8 @@ local function insert(i, now, nonce, seq)
     end
   end
   redis.call('ZADD', P .. ':jobs', seq, id)
-  redis.call('SADD', P .. ':queues', q)
+  if fresh then
+    redis.call('SADD', P .. ':queues', q)
+  end
   return handed or 0
 end
