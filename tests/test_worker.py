@@ -650,8 +650,9 @@ async def test_kill_stops_the_processes_of_handed_back_process_tasks(uw: Underwa
     worker = uw.worker(poll=0.05, processes=1)
     run = asyncio.create_task(worker.run())
     await wait_until(lambda: worker.abandoned == 1, timeout=10, what="the call to start")
-    assert worker._processes is not None
-    (pid,) = list(worker._processes._processes)
+    pool = worker._runner._processes
+    assert pool is not None
+    (pid,) = list(pool._processes)
     worker.kill()
     await asyncio.wait_for(run, 5)
     assert await status_of(uw, job.id) is JobStatus.QUEUED

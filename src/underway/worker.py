@@ -5,42 +5,36 @@ heartbeat; a job is acknowledged (released with its outcome) only after its func
 returned. If the worker dies, its leases expire and any worker's reaper puts the jobs back
 in the queue, so they run again within about one lease period.
 
-Async tasks run on the event loop, plain functions in a thread pool, and tasks registered
-with ``process=True`` in a process pool.
+How a job's function runs (event loop, thread or process, time limit, retries) is
+:mod:`underway.execution`'s; this module takes jobs, keeps their leases and stores how
+they ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
-import contextvars
 import functools
-import importlib
 import logging
 import math
-import multiprocessing
 import os
 import secrets
 import signal
 import socket
-import traceback
 from collections import Counter
-from collections.abc import Awaitable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from underway.backends.base import Backend
-from underway.context import JobContext, reset_current_job, set_current_job
-from underway.errors import BackendError, DeserializationError, UnderwayError
-from underway.job import JobRecord, Lease, Outcome, Release, WorkerInfo, as_timedelta
+from underway.errors import BackendError
+from underway.execution import JobRunner
+from underway.job import JobRecord, Outcome, Release, WorkerInfo, as_timedelta
 from underway.schedules import Scheduler
 
 if TYPE_CHECKING:
     from underway.app import Underway
-    from underway.task import Task
 
 __all__ = ["Worker"]
 
@@ -55,12 +49,6 @@ PURGE_EVERY = 60.0
 PREFETCH_HOLD = 0.1
 #: The weight of the newest sample in the running averages of job and exchange times.
 _SMOOTHING = 0.1
-#: How early the event loop may fire a timer (its clock resolution, generously).
-_CLOCK_SLACK = 0.001
-
-
-class _TimedOut(Exception):
-    """A run reached its task's time limit (unlike a TimeoutError the task raised)."""
 
 
 def _cancel(future: asyncio.Future[Any], _: object) -> None:
@@ -72,28 +60,6 @@ def _average(average: float, sample: float) -> float:
     if math.isinf(average):
         return sample
     return average + _SMOOTHING * (sample - average)
-
-
-def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop a process pool's processes now, abandoning the calls they run."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    if terminate is not None:
-        terminate()
-        return
-    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        process.terminate()
-
-
-def _call_in_process(
-    module: str, qualname: str, args: Sequence[Any], kwargs: dict[str, Any]
-) -> Any:
-    """Run a ``process=True`` task's function in a pool process, found by its import path."""
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    fn = getattr(target, "fn", target)  # the module attribute is the Task wrapping it
-    return fn(*args, **kwargs)
 
 
 class Worker:
@@ -164,10 +130,6 @@ class Worker:
         self.purge_every = purge_every
         self.prefetch = prefetch
         self.counts: Counter[str] = Counter()
-        self._threads_size = threads or concurrency
-        self._processes_size = processes
-        self._threads: ThreadPoolExecutor | None = None
-        self._processes: ProcessPoolExecutor | None = None
         self._running: dict[str, tuple[JobRecord, asyncio.Task[None]]] = {}
         self._why_cancelled: dict[str, str] = {}
         self._outbox: list[Release] = []
@@ -182,8 +144,13 @@ class Worker:
         self._forced = asyncio.Event()
         self._started = asyncio.Event()
         self._closing = False
-        self._calls: set[concurrent.futures.Future[Any]] = set()
-        self._backend: Backend | None = None
+        self._runner = JobRunner(
+            app,
+            threads=threads or concurrency,
+            processes=processes,
+            counts=self.counts,
+            why_cancelled=self._why_cancelled,
+        )
 
     @staticmethod
     def _default_queues(app: Underway) -> tuple[str, ...]:
@@ -219,14 +186,14 @@ class Worker:
         waits for such threads before it exits, so the ``underway worker`` command exits
         without waiting when this is not zero after :meth:`run` has returned.
         """
-        return sum(1 for future in list(self._calls) if not future.done())
+        return self._runner.abandoned
 
     async def run(self, *, handle_signals: bool = False) -> None:
         """Run until :meth:`stop` (or, with ``handle_signals``, SIGINT/SIGTERM).
 
         With ``handle_signals``, the first signal stops gracefully and a second one at once.
         """
-        backend = self._backend = await self.app.backend()
+        backend = self._runner.backend = await self.app.backend()
         event_loop = asyncio.get_running_loop()
         installed = self._install_signals(event_loop) if handle_signals else []
         await backend.register_worker(
@@ -288,12 +255,7 @@ class Worker:
                 logger.exception("Worker %s could not unregister.", self.id)
             for sig in installed:
                 event_loop.remove_signal_handler(sig)
-            if self._threads is not None:
-                self._threads.shutdown(wait=False, cancel_futures=True)
-            if self._processes is not None:
-                if self.abandoned:
-                    _terminate_workers(self._processes)  # their jobs were handed back
-                self._processes.shutdown(wait=False, cancel_futures=True)
+            self._runner.shutdown()
             logger.info("Worker %s stopped: %s.", self.id, dict(self.counts) or "no jobs")
 
     def _install_signals(self, event_loop: asyncio.AbstractEventLoop) -> list[signal.Signals]:
@@ -545,7 +507,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         began = loop.time()
         try:
-            outcome = await self._execute(record)
+            outcome = await self._runner.execute(record)
         finally:
             self._running.pop(record.id, None)
             self._job_time = _average(self._job_time, loop.time() - began)
@@ -570,173 +532,7 @@ class Worker:
         self._wake_acquirer()
         why = self._why_cancelled.pop(record.id, None)
         if why is not None:
-            self._queue_release(record, self._interrupted(record, why))
-
-    async def _execute(self, record: JobRecord) -> Outcome | None:
-        task = self.app.tasks.get(record.task_name)
-        if task is None:
-            reason = (
-                f"unknown task {record.task_name!r}: no task of that name is registered in "
-                f"the app this worker runs ({len(self.app.tasks)} known)"
-            )
-            logger.error("Job %s is dead: %s.", record.id, reason)
-            self.counts["dead"] += 1
-            return Outcome.dead(reason)
-        try:
-            args, kwargs = self.app.serializer.loads_call(record.payload)
-        except DeserializationError as exc:
-            reason = f"cannot decode the job's arguments: {exc}"
-            logger.error("Job %s of task %r is dead: %s.", record.id, task.name, reason)
-            self.counts["dead"] += 1
-            return Outcome.dead(reason)
-        context = JobContext(
-            id=record.id,
-            task_name=task.name,
-            attempt=record.attempts,
-            max_attempts=record.max_attempts,
-            _report=functools.partial(self._report_progress, record.lease),
-            _loop=asyncio.get_running_loop(),
-        )
-        token = set_current_job(context)
-        try:
-            result = await self._invoke(task, args, kwargs)
-        except asyncio.CancelledError:
-            why = self._why_cancelled.pop(record.id, None)
-            if why is None:
-                raise  # not cancelled by this worker: the worker itself is cancelled
-            return self._interrupted(record, why)
-        except _TimedOut:
-            error = (
-                f"TimeoutError: task {task.name!r} ran longer than its timeout of {task.timeout}"
-            )
-            return self._failed(task, record, error, None)
-        except Exception as exc:
-            return self._failed(
-                task, record, f"{type(exc).__name__}: {exc}", traceback.format_exc()
-            )
-        finally:
-            reset_current_job(token)
-        try:
-            data = self.app.serializer.dumps_result(task.name, result)
-        except UnderwayError as exc:
-            self.counts["failed"] += 1
-            logger.error(
-                "Job %s of task %r returned a value that cannot be stored: %s",
-                record.id,
-                task.name,
-                exc,
-            )
-            return Outcome.failure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        self.counts["succeeded"] += 1
-        return Outcome.success(data)
-
-    def _interrupted(self, record: JobRecord, why: str) -> Outcome | None:
-        """The outcome of a run this worker cancelled (``None``: report nothing)."""
-        if why == "cancel":
-            logger.info("Job %s of task %r cancelled while running.", record.id, record.task_name)
-            self.counts["cancelled"] += 1
-            return Outcome.cancelled("cancelled while running")
-        if why == "lost":
-            return None
-        self.counts["handed back"] += 1  # shutdown
-        return Outcome.requeue()
-
-    async def _invoke(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-        event_loop = asyncio.get_running_loop()
-        awaitable: Awaitable[Any]
-        if task.executor == "async":
-            awaitable = task.fn(*args, **kwargs)
-        else:
-            call: functools.partial[Any]
-            if task.executor == "thread":
-                executor: Executor = self._thread_pool()
-                context = contextvars.copy_context()
-                call = functools.partial(context.run, task.fn, *args, **kwargs)
-            else:
-                executor = self._process_pool()
-                call = functools.partial(
-                    _call_in_process, task.fn.__module__, task.fn.__qualname__, args, kwargs
-                )
-            awaitable = self._submit(executor, call)
-        try:
-            if task.timeout is None:
-                return await awaitable
-            limit = task.timeout.total_seconds()
-            deadline = event_loop.time() + limit
-            try:
-                return await asyncio.wait_for(awaitable, limit)
-            except asyncio.TimeoutError:
-                # wait_for raises the same TimeoutError the task itself may raise (a network
-                # call giving up); only one raised at the deadline is the time limit.
-                if event_loop.time() < deadline - _CLOCK_SLACK:
-                    raise
-                raise _TimedOut from None
-        except (_TimedOut, asyncio.CancelledError):
-            if task.executor == "thread":
-                logger.warning(
-                    "Task %r stopped waiting for its thread, which cannot be interrupted and "
-                    "runs on until the function returns.",
-                    task.name,
-                )
-            raise
-
-    def _failed(
-        self, task: Task[Any, Any], record: JobRecord, error: str, trace: str | None
-    ) -> Outcome:
-        if record.attempts < record.max_attempts:
-            delay = task.retry_delay(record.attempts)
-            self.counts["retried"] += 1
-            logger.warning(
-                "Job %s of task %r failed (attempt %d of %d): %s; retrying in %.1f s.",
-                record.id,
-                task.name,
-                record.attempts,
-                record.max_attempts,
-                error,
-                delay.total_seconds(),
-            )
-            now = self._backend.clock() if self._backend is not None else datetime.now(UTC)
-            return Outcome.retry(now + delay, error, trace)
-        self.counts["failed"] += 1
-        logger.error(
-            "Job %s of task %r failed on its last attempt (%d of %d): %s\n%s",
-            record.id,
-            task.name,
-            record.attempts,
-            record.max_attempts,
-            error,
-            trace or "",
-        )
-        return Outcome.failure(error, trace)
-
-    def _submit(self, executor: Executor, call: functools.partial[Any]) -> asyncio.Future[Any]:
-        future = executor.submit(call)
-        self._calls.add(future)
-        future.add_done_callback(self._calls.discard)
-        return asyncio.wrap_future(future)
-
-    def _thread_pool(self) -> ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(self._threads_size, "underway-job")
-        return self._threads
-
-    def _process_pool(self) -> ProcessPoolExecutor:
-        if self._processes is None:
-            # Spawned, not forked: forking a process that runs threads (the store's, the
-            # thread pool's) can deadlock the child.
-            self._processes = ProcessPoolExecutor(
-                self._processes_size, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._processes
-
-    async def _report_progress(self, lease: Lease, fraction: float, message: str | None) -> None:
-        if self._backend is not None:
-            try:
-                await self._backend.set_progress(lease, fraction, message)
-            except BackendError:
-                logger.warning(
-                    "Could not store the progress of job %s.", lease.job_id, exc_info=True
-                )
+            self._queue_release(record, self._runner.interrupted(record, why))
 
     # -- background duties ----------------------------------------------------------------
 
