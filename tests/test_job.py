@@ -14,6 +14,7 @@ from underway.job import (
     OutcomeKind,
     as_timedelta,
     new_job_id,
+    new_job_ids,
 )
 
 
@@ -22,6 +23,16 @@ def test_job_ids_are_unique_and_sort_by_creation() -> None:
     assert len(set(ids)) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
     assert ids[0][:13] <= ids[-1][:13]
+
+
+def test_job_ids_drawn_at_once_are_unique_and_look_the_same() -> None:
+    before = new_job_id()
+    batches = [new_job_ids(500) for _ in range(4)]
+    ids = [i for batch in batches for i in batch]
+    assert len(set(ids)) == 2000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert before[:13] <= ids[0][:13] <= ids[-1][:13]  # time-ordered, batch by batch
+    assert new_job_ids(0) == []
 
 
 def test_statuses() -> None:

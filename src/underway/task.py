@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 import orjson
 
 from underway.handle import Job
-from underway.job import NewJob, as_timedelta
+from underway.job import NewJob, as_timedelta, new_job_id, new_job_ids
 
 if TYPE_CHECKING:
     from underway.app import Underway
@@ -253,7 +253,9 @@ class Task(Generic[P, R]):
             calls: ``(args, kwargs)`` pairs, one per job.
         """
         call = TaskCall(self, _CallOptions())
-        jobs = [call.new_job(tuple(a), dict(k)) for a, k in calls]
+        pairs = list(calls)
+        ids = new_job_ids(len(pairs))
+        jobs = [call.new_job(tuple(a), dict(k), ids[i]) for i, (a, k) in enumerate(pairs)]
         return await self.app.enqueue_jobs(jobs)
 
     def retry_delay(self, attempt: int) -> timedelta:
@@ -293,7 +295,9 @@ class TaskCall(Generic[P, R]):
         self.task = task
         self._options = options
 
-    def new_job(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> NewJob:
+    def new_job(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], job_id: str | None = None
+    ) -> NewJob:
         """Serialize a call into the job to store (raises before anything is stored)."""
         task, opts = self.task, self._options
         payload = task.app.serializer.dumps_call(task.name, args, kwargs, task._param_names)
@@ -311,6 +315,7 @@ class TaskCall(Generic[P, R]):
             max_attempts=task.retries + 1,
             scheduled_at=scheduled_at,
             unique_key=unique_key,
+            id=job_id or new_job_id(),
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:

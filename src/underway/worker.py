@@ -84,9 +84,10 @@ class Worker:
         purge_every: Seconds between deletions of finished jobs older than the app's
             ``result_ttl``.
         prefetch: While jobs finish faster than a round trip to the store, lease up to
-            ``concurrency`` jobs ahead of free slots, so that the next ones are at hand when
-            slots free. A job leased ahead waits at most ``PREFETCH_HOLD`` (0.1 s) for a
-            slot, then goes back to its queue; at most ``concurrency`` run at once.
+            ``2 * concurrency`` jobs ahead of free slots, with two round trips under way,
+            so that the next jobs are at hand when slots free. A job leased ahead waits at
+            most ``PREFETCH_HOLD`` (0.1 s) for a slot, then goes back to its queue, its
+            attempt not counted; at most ``concurrency`` jobs run at once.
     """
 
     def __init__(

@@ -50,7 +50,7 @@ import asyncio
 import logging
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -74,6 +74,7 @@ from underway.backends._redis_records import (
     to_us,
     unpack_record,
 )
+from underway.backends._redis_waiting import Waiting
 from underway.backends.base import (
     Backend,
     Clock,
@@ -92,7 +93,6 @@ from underway.job import (
     Lease,
     LeaseRenewal,
     NewJob,
-    Outcome,
     OutcomeKind,
     Release,
     WorkerInfo,
@@ -126,10 +126,7 @@ _SCRIPTS = (
     "unidle",
 )
 _BATCH = 1000  # jobs examined per script call by reap, purge and list
-_MICROSECOND = timedelta(microseconds=1)
 _REAP_REASON = "the lease expired (the worker stopped)"
-#: Seconds an idle worker's registration outlives its wait (clocks of machines differ a bit).
-_IDLE_MARGIN = 1.0
 _SAFE_POLICIES = ("noeviction", "volatile-")  # our keys never have a TTL
 #: Outcomes that put a job back in its queue, where waiting workers may take it.
 _BACK = frozenset({OutcomeKind.RETRY, OutcomeKind.REQUEUE})
@@ -173,13 +170,8 @@ class RedisBackend(Backend):
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._wire: wire.Wire | None = None  # the lean connection of the hot scripts
-        self._blocking: dict[str, wire.Wire] = {}  # per waiting worker: its BLPOP connection
-        self._waiters: dict[asyncio.Future[bool], frozenset[str]] = {}
         self._names: dict[bytes, str] = {}  # task, queue and worker names, decoded once
-        self._listener: asyncio.Task[None] | None = None
-        self._pubsub: Any = None  # the listener's subscription
-        self._closing = False
-        self._listening = asyncio.Event()
+        self._waiting = Waiting(self)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = utc_now, **options: str) -> RedisBackend:
@@ -278,19 +270,13 @@ class RedisBackend(Backend):
                 pipe.execute_command(*command)
             return list(await pipe.execute(raise_on_error=False))
 
-    def _wake(self, queues: Iterable[str] | None, value: bool = True) -> None:
-        wanted = None if queues is None else frozenset(queues)
-        for waiter, waiting_on in self._waiters.items():
-            if not waiter.done() and (wanted is None or waiting_on & wanted):
-                waiter.set_result(value)
-
     # -- lifetime -------------------------------------------------------------------------
 
     async def open(self) -> None:
         """See :meth:`Backend.open`. Warns when the server may evict underway's keys."""
         if self._client is not None:
             return
-        self._closing = False
+        self._waiting.reopen()
         self._pool = pool = aioredis.ConnectionPool.from_url(
             self._driver_url, retry=Retry(NoBackoff(), 0)
         )
@@ -338,42 +324,15 @@ class RedisBackend(Backend):
 
     async def close(self) -> None:
         """See :meth:`Backend.close`."""
-        self._wake(None, False)
-        self._closing = True
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            await self._stop_listener(listener)
+        await self._waiting.close()
         client, pool, lean = self._client, self._pool, self._wire
         self._client = self._pool = self._wire = None
         if lean is not None:
             lean.close()
-        blocking, self._blocking = self._blocking, {}
-        for connection in blocking.values():
-            connection.close()
         if client is not None:
             await client.aclose()
         if pool is not None:
             await pool.disconnect()
-
-    def _is_closing(self) -> bool:
-        return self._closing
-
-    async def _stop_listener(self, listener: asyncio.Task[None]) -> None:
-        """Wait for the cancelled wake-up listener to end.
-
-        redis-py can miss the cancellation of a subscription's blocking read (seen right
-        after a server restart), and the listener would wait for a message forever: close
-        its connection under it.
-        """
-        done, _ = await asyncio.wait({listener}, timeout=1.0)
-        pubsub = self._pubsub
-        if not done and pubsub is not None and pubsub.connection is not None:
-            await pubsub.connection.disconnect(nowait=True)
-            listener.cancel()
-            done, _ = await asyncio.wait({listener}, timeout=1.0)
-        if not done:
-            logger.warning("Redis at %s: the wake-up subscription did not close.", self.where)
 
     # -- producers ------------------------------------------------------------------------
 
@@ -388,7 +347,7 @@ class RedisBackend(Backend):
         for job in jobs:
             args += new_job_args(job)
         reply = await self._run("enqueue", args)
-        self._wake({job.queue for job in jobs})
+        self._waiting.wake({job.queue for job in jobs})
         return [
             created(job, now) if item == 0 else decode_job(unpack_record(item), now)
             for job, item in zip(jobs, reply, strict=True)
@@ -455,7 +414,7 @@ class RedisBackend(Backend):
         if releases:
             applied = [bool(flag) for flag in replies[0]]
             if any(item.outcome.kind in _BACK for item in releases):
-                self._wake(None)
+                self._waiting.wake(None)
         records = []
         now, expires = moments[-1]
         for item in replies[-1] if limit else ():
@@ -494,7 +453,7 @@ class RedisBackend(Backend):
             args += release_args(item)
         applied = await self._run("release", args)
         if any(item.outcome.kind in _BACK for item in releases):
-            self._wake(None)
+            self._waiting.wake(None)
         return [bool(flag) for flag in applied]
 
     async def reap_expired(self) -> list[JobRecord]:
@@ -511,51 +470,12 @@ class RedisBackend(Backend):
             if examined < _BATCH:
                 break
         if records:
-            self._wake(None)
+            self._waiting.wake(None)
         return records
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """See :meth:`Backend.wait_for_work`. Woken by pub/sub; no polling."""
-        if self._client is None:
-            return False
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(), name="underway-redis-wake")
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters[waiter] = frozenset(queues)
-        try:
-            if not self._listening.is_set():
-                # Subscribed before looking, so that no enqueue falls between the two. The
-                # subscription (or close) resolves the waiter too.
-                listening: asyncio.Future[bool] = asyncio.ensure_future(self._listening.wait())
-                await asyncio.wait(
-                    [listening, waiter], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                listening.cancel()
-                if not waiter.done() and not self._listening.is_set():
-                    return False
-                if waiter.done():
-                    return waiter.result()
-            try:
-                due = await self._run("probe", [to_us(self.clock()), *queues])
-            except BackendError as exc:
-                logger.debug("Redis at %s: could not look for work: %s", self.where, exc)
-                due = 0
-            if due == 1:
-                return True
-            wait = deadline - loop.time()
-            capped = False
-            if isinstance(due, bytes):
-                until_due = (from_us(due) - self.clock()).total_seconds()
-                capped = until_due < wait
-                wait = min(wait, until_due)
-            try:
-                return await asyncio.wait_for(waiter, max(wait, 0.0))
-            except asyncio.TimeoutError:
-                return capped
-        finally:
-            del self._waiters[waiter]
+        return await self._waiting.wait_for_work(queues, timeout)
 
     async def wait_for_jobs(
         self,
@@ -567,146 +487,11 @@ class RedisBackend(Backend):
     ) -> list[JobRecord]:
         """See :meth:`Backend.wait_for_jobs`. Enqueues hand their jobs to the waiting worker.
 
-        The worker is registered as idle on its queues (``P:idle:<queue>``) until its wait
-        ends, and blocks on its own list (``BLPOP P:handoff:<worker>``, on a connection of
-        its own): an enqueue that finds it there leases the job to it and pushes the record,
-        which the server delivers at once, and any script that makes a job due pushes a
-        wake. No polling, and no round trip between the enqueue and the job's start.
+        The worker is registered as idle on its queues and blocks on a list of its own:
+        an enqueue that finds it leases the job to it and pushes the record, which the
+        server delivers at once (see :mod:`underway.backends._redis_waiting`).
         """
-        pool = self._pool
-        if pool is None or not wire.AVAILABLE or free < 1:
-            return await super().wait_for_jobs(worker_id, queues, free, lease, timeout)
-        now = self.clock()
-        ends = now + timedelta(seconds=timeout + _IDLE_MARGIN)
-        head: list[str | int] = [to_us(now), worker_id, free, lease // _MICROSECOND, to_us(ends)]
-        try:
-            due = await self._run("idle", [*head, *queues])
-        except BackendError as exc:  # the acquire that follows meets it and reports it
-            logger.debug("Redis at %s: could not wait for work: %s", self.where, exc)
-            return []
-        wait = timeout
-        if isinstance(due, bytes):
-            wait = min(wait, (from_us(due) - self.clock()).total_seconds())
-        if due == 1 or wait <= 0:
-            return []
-        blocking = self._blocking.get(worker_id)
-        if blocking is None:
-            blocking = wire.Wire(pool.connection_class(**pool.connection_kwargs))
-            self._blocking[worker_id] = blocking
-        key = self._key("handoff", worker_id)
-        try:
-            pop = await blocking.send_blocking(wait, "BLPOP", key, f"{wait:.3f}")
-        except asyncio.CancelledError:  # while connecting: nothing was asked yet
-            await asyncio.shield(self._stop_waiting(worker_id, blocking, None))
-            raise
-        except (rx.RedisError, OSError) as exc:
-            return await self._wait_without_handoff(worker_id, queues, wait, exc)
-        try:
-            reply = await pop  # no task in between: the job starts sooner
-        except asyncio.CancelledError:
-            await asyncio.shield(self._stop_waiting(worker_id, blocking, pop))
-            raise
-        except (rx.RedisError, OSError) as exc:
-            return await self._wait_without_handoff(worker_id, queues, wait, exc)
-        return self._handed(worker_id, [reply[1]] if reply else [])
-
-    async def _wait_without_handoff(
-        self, worker_id: str, queues: Sequence[str], wait: float, exc: Exception
-    ) -> list[JobRecord]:
-        """The blocking read failed: stop handoffs, return what came, else just wait."""
-        logger.debug("Redis at %s: waiting for handed jobs failed: %s", self.where, exc)
-        try:
-            records = self._handed(worker_id, await self._run("unidle", [worker_id]))
-        except BackendError:
-            return []  # the server is away: the acquire that follows says so
-        if records:
-            return records
-        await self.wait_for_work(queues, wait)
-        return []
-
-    async def _stop_waiting(
-        self, worker_id: str, blocking: wire.Wire, pop: asyncio.Future[Any] | None
-    ) -> None:
-        """End a wait early: no more handoffs, and the jobs handed over go back."""
-        items: list[bytes] = []
-        try:
-            items += await self._run("unidle", [worker_id])  # it also wakes the BLPOP
-            reply = None if pop is None else await blocking.late_reply(pop, 2.0)
-            if reply:
-                items.append(reply[1])
-        except (BackendError, rx.RedisError, OSError, asyncio.TimeoutError) as exc:
-            # Jobs handed over meanwhile stay leased to this worker until their leases expire.
-            logger.warning("Redis at %s: could not stop waiting cleanly: %r", self.where, exc)
-            if self._blocking.get(worker_id) is blocking:
-                del self._blocking[worker_id]
-            blocking.close()  # its BLPOP may still be under way
-        records = self._handed(worker_id, items)
-        if records:
-            back = [Release(record.lease, Outcome.requeue()) for record in records]
-            try:
-                await self.release(worker_id, back)
-            except BackendError as exc:
-                logger.warning(
-                    "Redis at %s: %d job(s) handed to worker %s go back to their queue when "
-                    "their leases expire: %s",
-                    self.where,
-                    len(back),
-                    worker_id,
-                    exc,
-                )
-
-    def _handed(self, worker_id: str, items: Sequence[bytes]) -> list[JobRecord]:
-        """The jobs in items pushed to a waiting worker (``token record``; ``""``: a wake)."""
-        now = self.clock()
-        records = []
-        for item in items:
-            if not item:
-                continue
-            _, _, packed = item.partition(b" ")
-            try:
-                records.append(decode_job(unpack_record(packed), now))
-            except CorruptRecordError as exc:  # its lease expires and a reaper recovers it
-                logger.error("A job handed to worker %s cannot be read: %s", worker_id, exc)
-        return records
-
-    async def _listen(self) -> None:
-        """Keep a subscription to the wake channel, and wake the waiters it names."""
-        assert self._client is not None
-        channel = self._key("wake")
-        delay, failing = 0.05, False
-        while self._client is not None and not self._is_closing():
-            pubsub = self._pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(channel)
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        self._listening.set()
-                        if failing:
-                            logger.info("Redis at %s: listening for work again.", self.where)
-                            self._wake(None)  # a notification may have passed while away
-                        delay, failing = 0.05, False
-                    elif message["type"] == "message":
-                        self._wake((message["data"].decode(),))
-            except (rx.RedisError, OSError) as exc:
-                self._listening.clear()
-                if self._is_closing():
-                    return
-                if not failing:
-                    logger.warning(
-                        "Redis at %s: lost the subscription that wakes idle workers (%s); "
-                        "reconnecting.",
-                        self.where,
-                        exc,
-                    )
-                failing = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            finally:
-                self._listening.clear()
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        return await self._waiting.wait_for_jobs(worker_id, queues, free, lease, timeout)
 
     async def set_progress(self, lease: Lease, progress: float, message: str | None) -> bool:
         """See :meth:`Backend.set_progress`."""
@@ -752,7 +537,7 @@ class RedisBackend(Backend):
         args += ["1", *new_job_args(job)] if job is not None else ["0"]
         won = bool(await self._run("claim", args))
         if won and job is not None:
-            self._wake((job.queue,))
+            self._waiting.wake((job.queue,))
         return won
 
     async def last_schedule_tick(self, schedule: str) -> datetime | None:
@@ -854,7 +639,7 @@ class RedisBackend(Backend):
         """See :meth:`Backend.requeue`."""
         record = await self._change("requeue", job_id)
         if record is not None and record.status is JobStatus.QUEUED:
-            self._wake((record.queue,))
+            self._waiting.wake((record.queue,))
         return record
 
     async def purge(

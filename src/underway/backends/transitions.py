@@ -19,19 +19,14 @@ __all__ = ["acquired", "cancelled", "created", "killed", "reaped", "released", "
 def created(new: NewJob, now: datetime) -> JobRecord:
     """Return the record :meth:`Backend.enqueue_many` stores for ``new``."""
     scheduled_at = now if new.scheduled_at is None else new.scheduled_at
+    status = JobStatus.SCHEDULED if scheduled_at > now else JobStatus.QUEUED
+    # By position (id, task, queue, payload, status, priority, attempts, max_attempts,
+    # enqueued_at, scheduled_at, started_at, finished_at, lease_owner, lease_expires_at,
+    # lease_token, unique_key): a bulk enqueue makes thousands at a time.
     return JobRecord(
-        id=new.id,
-        task_name=new.task_name,
-        queue=new.queue,
-        payload=new.payload,
-        status=JobStatus.SCHEDULED if scheduled_at > now else JobStatus.QUEUED,
-        priority=new.priority,
-        attempts=0,
-        max_attempts=new.max_attempts,
-        enqueued_at=now,
-        scheduled_at=scheduled_at,
-        unique_key=new.unique_key,
-    )
+        new.id, new.task_name, new.queue, new.payload, status, new.priority, 0,
+        new.max_attempts, now, scheduled_at, None, None, None, None, 0, new.unique_key,
+    )  # fmt: skip
 
 
 def acquired(job: JobRecord, worker_id: str, now: datetime, expires_at: datetime) -> JobRecord:

@@ -23,6 +23,7 @@ end
 redis.call('HSET', ticks, name, tick .. ' ' .. nonce)
 if ARGV[6] == '1' then
   insert(7, now, nonce, int(redis.call('INCR', P .. ':seq')))
+  flush_later()
 end
 publish_wakes()
 return 1

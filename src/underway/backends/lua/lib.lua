@@ -53,6 +53,28 @@ local function due_add(q, priority, sa, seq, id)
   redis.call('ZADD', P .. ':queue:' .. q, int(-tonumber(priority)), due_member(sa, seq, id))
 end
 
+-- Sorted-set additions a batch makes, written at its end with one ZADD per key (a call
+-- per job would cost more than the jobs' own writes).
+local later = {}
+local function add_later(key, score, member)
+  local pending = later[key]
+  if not pending then
+    pending = {}
+    later[key] = pending
+  end
+  pending[#pending + 1] = score
+  pending[#pending + 1] = member
+end
+
+local function flush_later()
+  for key, pending in pairs(later) do
+    for i = 1, #pending, 1000 do -- (unpack takes a few thousand values)
+      redis.call('ZADD', key, unpack(pending, i, math.min(i + 999, #pending)))
+    end
+  end
+  later = {}
+end
+
 -- Waiting workers sleep until the earliest scheduled job; tell them of an earlier one.
 local function scheduled_add(q, sa, id)
   local key = P .. ':scheduled:' .. q
@@ -184,7 +206,8 @@ local function check_new(i, nonce)
 end
 
 -- Store the new job at ARGV[i]; returns 0, the record of the job as a waiting worker was
--- handed it, or the record of the active job holding its unique key.
+-- handed it, or the record of the active job holding its unique key. Its index entries are
+-- written by flush_later(), which the caller runs once its batch is stored.
 local function insert(i, now, nonce, seq)
   local id, task, q, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local priority, max_attempts, sa = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
@@ -243,12 +266,13 @@ local function insert(i, now, nonce, seq)
   end
   if not handed then -- (a job handed over waits in no queue)
     if status == 'queued' then
-      due_add(q, priority, sa, seq, id)
+      was_empty(q)
+      add_later(P .. ':queue:' .. q, int(-tonumber(priority)), due_member(sa, seq, id))
     else
       scheduled_add(q, sa, id)
     end
   end
-  redis.call('ZADD', P .. ':jobs', seq, id)
+  add_later(P .. ':jobs', seq, id)
   if fresh then
     redis.call('SADD', P .. ':queues', q)
   end
