@@ -205,6 +205,8 @@ local function check_new(i, nonce)
     ' exists. Leave NewJob.id to its default.')
 end
 
+local negated = {} -- priority -> the due set's score for it (the same for most jobs)
+
 -- Store the new job at ARGV[i]; returns 0, the record of the job as a waiting worker was
 -- handed it, or the record of the active job holding its unique key. Its index entries are
 -- written by flush_later(), which the caller runs once its batch is stored.
@@ -221,12 +223,14 @@ local function insert(i, now, nonce, seq)
       end
     end
   end
+  local status, at = 'queued', nil
   if sa == '' then
-    sa = now
-  end
-  local status = 'queued'
-  if tonumber(sa) > tonumber(now) then
-    status = 'scheduled'
+    sa, at = now, tonumber(now)
+  else
+    at = tonumber(sa)
+    if at > tonumber(now) then
+      status = 'scheduled'
+    end
   end
   local key = job_key(id)
   local fresh = status ~= 'queued' or was_empty(q) -- (else the queue's name is known)
@@ -267,7 +271,15 @@ local function insert(i, now, nonce, seq)
   if not handed then -- (a job handed over waits in no queue)
     if status == 'queued' then
       was_empty(q)
-      add_later(P .. ':queue:' .. q, int(-tonumber(priority)), due_member(sa, seq, id))
+      local score = negated[priority]
+      if not score then
+        score = int(-tonumber(priority))
+        negated[priority] = score
+      end
+      if at < 0 then
+        at = 0
+      end
+      add_later(P .. ':queue:' .. q, score, string.format('%016d%016d', at, seq) .. id)
     else
       scheduled_add(q, sa, id)
     end
