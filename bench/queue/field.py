@@ -72,7 +72,7 @@ PEERS = (
     "procrastinate",
 )
 #: Variants with another setting: measured on throughput and latency only.
-VARIANTS = ("arq-default", "dramatiq-tuned", "taskiq-list")
+VARIANTS = ("arq-default", "dramatiq-tuned", "taskiq-list", "underway-redis-noprefetch")
 VARIANT_WORKLOADS = ("throughput", "latency")
 #: Systems that drain slowly here (RQ runs one job at a time per process; the others drained
 #: under 500 jobs/s in trial runs): N divided by this on the draining workloads, so that a

@@ -33,6 +33,7 @@ SYSTEMS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
     "underway-sqlite": ("field_underway", "UnderwayField", ("sqlite",)),
     "underway-redis": ("field_underway", "UnderwayField", ("redis",)),
     "underway-postgres": ("field_underway", "UnderwayField", ("postgres",)),
+    "underway-redis-noprefetch": ("field_underway", "UnderwayField", ("redis", False)),
     "celery": ("peer_celery", "Celery", ()),
     "rq": ("peer_rq", "RQ", ()),
     "arq": ("peer_arq", "Arq", (0.01,)),

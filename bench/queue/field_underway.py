@@ -39,7 +39,9 @@ _BACKEND = {
     "sqlite": "SQLiteBackend as shipped: a file on disk, WAL, synchronous=FULL, busy_timeout "
     "5 s, poll_interval 0.2 s (how often idle workers look for other processes' jobs); every "
     "write one BEGIN IMMEDIATE transaction",
-    "redis": "RedisBackend as shipped (Lua scripts; idle workers woken by a pub/sub message)",
+    "redis": "RedisBackend as shipped (Lua scripts over a lean hiredis connection; an "
+    "enqueue hands its job, leased, to a waiting idle worker, which blocks on a list of its "
+    "own (BLPOP); other due jobs wake it)",
     "postgres": "PostgresBackend as shipped (asyncpg pool of 10, FOR UPDATE SKIP LOCKED, "
     "LISTEN/NOTIFY wake-ups, poll_interval 0.5 s as a fallback)",
 }
@@ -54,12 +56,15 @@ class UnderwayField:
     venv = "underway"
     concurrent = True
 
-    def __init__(self, store: str) -> None:
+    def __init__(self, store: str, prefetch: bool = True) -> None:
         self.store = store
-        self.key = f"underway-{store}"
+        self.prefetch = prefetch
+        self.key = f"underway-{store}" + ("" if prefetch else "-noprefetch")
         self.label = {"sqlite": "underway (SQLite)", "redis": "underway (Redis)"}.get(
             store, "underway (PostgreSQL)"
         )
+        if not prefetch:
+            self.label = self.label[:-1] + ", prefetch off)"
 
     def url(self, env: Env) -> str:
         """The store's URL."""
@@ -71,9 +76,18 @@ class UnderwayField:
         """See :meth:`fieldkit.FieldSystem.settings`."""
         return {
             "store": _BACKEND[self.store],
-            "worker": "Underway.worker(concurrency=C), defaults otherwise (lease 10 s, "
-            "heartbeat lease/4, poll 1 s), asyncio event loop (no uvloop); C = 10 "
-            "(throughput, scale, memory) or 100 (saturation)",
+            "worker": "Underway.worker(concurrency=C"
+            + ("" if self.prefetch else ", prefetch=False")
+            + "), defaults otherwise (lease 10 s, heartbeat lease/4, poll 1 s, "
+            + (
+                "prefetch on: while jobs are shorter than a round trip to the store, up to "
+                "2 x C jobs are leased ahead of free slots, two exchanges under way; at most "
+                "C run at once"
+                if self.prefetch
+                else "prefetch off: jobs leased only for free slots, one exchange under way"
+            )
+            + "), asyncio event loop (no uvloop); C = 10 (throughput, scale, memory) or 100 "
+            "(saturation)",
             "tasks": "async def, retries=3 (default); the result (None) is stored",
             "delivery": "at-least-once: jobs are leased, renewed by heartbeat, and "
             "acknowledged after the function returns",
@@ -157,7 +171,7 @@ class UnderwayField:
             app = self._app(env)
             async with app.uw:
                 await app.uw.backend()
-                worker = app.uw.worker(concurrency=concurrency)
+                worker = app.uw.worker(concurrency=concurrency, prefetch=self.prefetch)
                 await fieldkit.ready_async(ready, _where())
                 await worker.run(handle_signals=True)
             return {"counts": dict(worker.counts)}

@@ -307,15 +307,17 @@ class TaskCall(Generic[P, R]):
         unique_key = opts.unique_key
         if unique_key is None and task.unique:
             unique_key = task.unique_key_for(args, kwargs, payload)
+        # By position (task_name, payload, queue, priority, max_attempts, scheduled_at,
+        # unique_key, id): a bulk enqueue makes thousands at a time.
         return NewJob(
-            task_name=task.name,
-            payload=payload,
-            queue=opts.queue or task.queue,
-            priority=task.priority if opts.priority is None else opts.priority,
-            max_attempts=task.retries + 1,
-            scheduled_at=scheduled_at,
-            unique_key=unique_key,
-            id=job_id or new_job_id(),
+            task.name,
+            payload,
+            opts.queue or task.queue,
+            task.priority if opts.priority is None else opts.priority,
+            task.retries + 1,
+            scheduled_at,
+            unique_key,
+            job_id or new_job_id(),
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:

@@ -360,7 +360,7 @@ class Worker:
         return self.prefetch and self._job_time < self._round_trip
 
     def _wanted(self) -> int:
-        """How many jobs to lease now: the free slots, and as many ahead when prefetching."""
+        """How many jobs to hold now: the free slots, and twice as many ahead when prefetching."""
         ahead = 2 * self.concurrency if self._prefetching() else 0
         return self.concurrency + ahead - len(self._running) - len(self._ready)
 

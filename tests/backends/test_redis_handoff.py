@@ -296,3 +296,22 @@ async def test_unregistering_and_pruning_a_worker_drop_its_registration(url: str
     finally:
         await backend.close()
         await producer.close()
+
+
+async def test_a_worker_that_unregisters_puts_back_the_jobs_it_did_not_take(url: str) -> None:
+    worker, producer = await open_redis(url), await open_redis(url)
+    try:
+        waiting = asyncio.create_task(worker.wait_for_jobs("w", Q, 2, LEASE, 10.0))
+        await registered(worker, "w")
+        first, second = await producer.enqueue_many([new("first"), new("second")])
+        (taken,) = await asyncio.wait_for(waiting, 5)
+        assert taken.id == first.id
+        assert second.status is JobStatus.RUNNING  # handed over, never taken
+        await worker.unregister_worker("w")
+        back = await producer.get_job(second.id)
+        assert back is not None
+        assert (back.status, back.attempts, back.lease_owner) == (JobStatus.QUEUED, 0, None)
+        assert await counts(producer) == {JobStatus.RUNNING: 1, JobStatus.QUEUED: 1}
+    finally:
+        await worker.close()
+        await producer.close()

@@ -158,6 +158,9 @@ class Waiting:
         head: list[str | int] = [to_us(now), worker_id, free, lease // _MICROSECOND, to_us(ends)]
         try:
             due = await self._backend._run("idle", [*head, *queues])
+        except asyncio.CancelledError:  # registered, maybe: undo it, take back what came
+            await asyncio.shield(self._stop_waiting(worker_id, None, None))
+            raise
         except BackendError as exc:  # the acquire that follows meets it and reports it
             logger.debug("Redis at %s: could not wait for work: %s", self._backend.where, exc)
             return []
@@ -202,13 +205,15 @@ class Waiting:
         return []
 
     async def _stop_waiting(
-        self, worker_id: str, blocking: wire.Wire, pop: asyncio.Future[Any] | None
+        self, worker_id: str, blocking: wire.Wire | None, pop: asyncio.Future[Any] | None
     ) -> None:
         """End a wait early: no more handoffs, and the jobs handed over go back."""
         items: list[bytes] = []
         try:
             items += await self._backend._run("unidle", [worker_id])  # it also wakes the BLPOP
-            reply = None if pop is None else await blocking.late_reply(pop, 2.0)
+            reply = None
+            if blocking is not None and pop is not None:
+                reply = await blocking.late_reply(pop, 2.0)
             if reply:
                 items.append(reply[1])
         except (BackendError, rx.RedisError, OSError, asyncio.TimeoutError) as exc:
@@ -216,9 +221,14 @@ class Waiting:
             logger.warning(
                 "Redis at %s: could not stop waiting cleanly: %r", self._backend.where, exc
             )
-            if self._blocking.get(worker_id) is blocking:
-                del self._blocking[worker_id]
-            blocking.close()  # its BLPOP may still be under way
+            if blocking is not None:
+                if self._blocking.get(worker_id) is blocking:
+                    del self._blocking[worker_id]
+                blocking.close()  # its BLPOP may still be under way
+        await self.hand_back(worker_id, items)
+
+    async def hand_back(self, worker_id: str, items: Sequence[bytes]) -> None:
+        """Put the jobs in items handed to a worker that will not run them back in their queue."""
         records = self._handed(worker_id, items)
         if records:
             back = [Release(record.lease, Outcome.requeue()) for record in records]

@@ -514,17 +514,19 @@ class RedisBackend(Backend):
     async def unregister_worker(self, worker_id: str) -> None:
         """See :meth:`Backend.unregister_worker`."""
 
-        async def unregister(client: aioredis.Redis) -> None:
+        async def unregister(client: aioredis.Redis) -> list[bytes]:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.hdel(self._key("workers"), worker_id)
                 pipe.zrem(self._key("heartbeats"), worker_id)
                 pipe.delete(self._key("acquired", worker_id))
                 await pipe.execute()
-            # A worker that waited is unregistered by its last acquire; drop what is left.
-            await self._evals(client, [("unidle", [worker_id])])
+            # No more handoffs; what was handed and never taken goes back to its queue.
+            (items,) = await self._evals(client, [("unidle", [worker_id])])
             await client.delete(self._key("handoff", worker_id))
+            return list(items)
 
-        await self._call("unregister_worker", unregister)
+        items = await self._call("unregister_worker", unregister)
+        await self._waiting.hand_back(worker_id, items)
 
     # -- schedules ------------------------------------------------------------------------
 
