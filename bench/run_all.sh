@@ -4,7 +4,7 @@
 # Installs the peers (pinned in bench/queue/requirements-field.txt; arq apart in
 # requirements-arq.txt, underway apart in requirements-underway.txt) into .venv-bench,
 # starts private Redis and PostgreSQL servers on free loopback ports, and runs
-# bench/queue/field.py (45 minutes on a loaded 2-CPU VM), writing
+# bench/queue/field.py (about 20 minutes on a 2-CPU VM), writing
 # bench/results/field.{json,md}, then bench/queue/floor.py (bench/results/floor.{json,md}).
 # `bash bench/run_all.sh --quick` is the smoke test (tiny N,
 # one repetition, prints the tables, writes nothing). Other options: field.py --help.
