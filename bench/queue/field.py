@@ -76,7 +76,7 @@ VARIANTS = ("arq-default", "dramatiq-tuned", "taskiq-list", "underway-redis-nopr
 VARIANT_WORKLOADS = ("throughput", "latency")
 #: Systems that drain slowly here (RQ runs one job at a time per process; the others drained
 #: under 500 jobs/s in trial runs): N divided by this on the draining workloads, so that a
-#: full run stays within about 45 minutes on a 2-CPU machine. Rates are taken between the
+#: full run stays within about 20 minutes on a 2-CPU machine. Rates are taken between the
 #: first and the last job's end, so a smaller N measures the same steady state (written
 #: into the report).
 SLOW = {"rq": 20, "celery": 4, "procrastinate": 4, "streaq": 4, "saq": 2}
