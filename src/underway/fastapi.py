@@ -27,15 +27,20 @@ lifespan that takes the tasks when the response is sent and drains them at shutd
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from types import FunctionType, TracebackType
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, cast
 
+import fastapi.routing
 from fastapi import Depends, FastAPI, Request
-from starlette.background import BackgroundTask as StarletteBackgroundTask
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.background import BackgroundTasks as StarletteBackgroundTasks
+from starlette.types import Scope
 
 from underway import background
 from underway import starlette as _starlette
@@ -48,27 +53,21 @@ if TYPE_CHECKING:
 __all__ = ["BackgroundTasks", "install"]
 
 
-async def request_background_tasks(
-    request: Request, fastapi_tasks: StarletteBackgroundTasks
-) -> background.BackgroundTasks:
-    """Return the request's :class:`underway.BackgroundTasks`, attached to its response.
+def _adopt(tasks: StarletteBackgroundTasks, scope: Scope) -> background.BackgroundTasks:
+    """Make the tasks object that FastAPI created for this request an underway one.
 
-    The dependency behind :data:`BackgroundTasks`; FastAPI caches it per request. The
-    instance goes into the background tasks FastAPI gives the response, so it runs when
-    they do. Its durable tasks (functions registered with ``@uw.task``) are stored when the
-    endpoint has returned, before the response is sent, in the exit of FastAPI's function
-    scope; if the endpoint raises, they are not stored, just as the other tasks do not run.
-
-    That exit is registered only when a durable task is added: a ``yield`` dependency
-    would do the same on every request, at several times the cost of this one.
+    FastAPI creates one tasks object per request, hands it to every parameter that asks
+    for it and gives it to the response; turning that very object into an
+    :class:`underway.BackgroundTasks` (the two classes share their layout) makes it the
+    request's one instance, run by the response itself, with no wrapper around it. Tasks
+    already added to it are kept.
     """
-    tasks = background.BackgroundTasks()
-    # What fastapi_tasks.add_task(tasks) would append, without inspecting tasks.__call__
-    # again on every request to learn that it is async.
-    entry = StarletteBackgroundTask.__new__(StarletteBackgroundTask)
-    entry.__dict__.update(func=tasks, args=(), kwargs={}, is_async=True)
-    fastapi_tasks.tasks.append(entry)
-    function_scope = request.scope.get("fastapi_function_astack")
+    if isinstance(tasks, background.BackgroundTasks):
+        return tasks  # adopted earlier in this request
+    tasks.__class__ = background.BackgroundTasks
+    adopted = cast(background.BackgroundTasks, tasks)
+    background.BackgroundTasks.__init__(adopted, adopted.tasks)
+    function_scope = scope.get("fastapi_function_astack")
     if isinstance(function_scope, AsyncExitStack):
 
         async def store_durable(
@@ -76,23 +75,136 @@ async def request_background_tasks(
             exc: BaseException | None,
             tb: TracebackType | None,
         ) -> bool:
-            if exc_type is None and tasks.durable:
-                await tasks.enqueue_durable()
+            if exc_type is None and adopted.durable:
+                await adopted.enqueue_durable()
             return False
 
         def register() -> None:
             function_scope.push_async_exit(store_durable)
 
-        tasks.before_response = register
+        adopted.before_response = register
     # Without it (a FastAPI without function scopes), durable tasks are stored when the
     # tasks run, after the response.
-    return tasks
+    return adopted
+
+
+async def request_background_tasks(
+    request: Request, fastapi_tasks: StarletteBackgroundTasks
+) -> background.BackgroundTasks:
+    """Return the request's :class:`underway.BackgroundTasks`: FastAPI's, adopted.
+
+    The dependency behind :data:`BackgroundTasks`; FastAPI caches it per request. The
+    instance is the tasks object FastAPI gives the response, so it runs when FastAPI's
+    own would. Its durable tasks (functions registered with ``@uw.task``) are stored when
+    the endpoint has returned, before the response is sent, in the exit of FastAPI's
+    function scope; if the endpoint raises, they are not stored, just as the other tasks
+    do not run.
+
+    That exit is registered only when a durable task is added: a ``yield`` dependency
+    would do the same on every request, at several times the cost of this one.
+    """
+    return _adopt(fastapi_tasks, request.scope)
 
 
 #: Annotate an endpoint or dependency parameter with it to receive the request's tasks.
 BackgroundTasks: TypeAlias = Annotated[
     background.BackgroundTasks, Depends(request_background_tasks)
 ]
+
+
+# The name under which a rewritten endpoint receives the request, when it does not ask for
+# it itself; taken out of the arguments again before the endpoint is called.
+_REQUEST = "_underway_request"
+
+
+def _endpoint_dependants(app: FastAPI) -> Iterator[Dependant]:
+    """The dependants with which ``app``'s HTTP routes call their endpoints.
+
+    Routes of included routers are served through their own dependants (FastAPI >= 0.160
+    builds one per inclusion; earlier versions copy the routes into the app).
+    """
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_route_contexts is None:
+        for route in app.router.routes:
+            if isinstance(route, APIRoute):
+                yield route.dependant
+        return
+    for context in iter_route_contexts(app.router.routes):
+        if isinstance(context.original_route, APIRoute):
+            dependant = getattr(context, "dependant", None)
+            if isinstance(dependant, Dependant):
+                yield dependant
+
+
+def _pass_tasks_directly(dependant: Dependant) -> bool:
+    """Have FastAPI pass the request's tasks object to the endpoint, without a dependency.
+
+    FastAPI resolves the ``BackgroundTasks`` annotation as a dependency, which costs it
+    far more per request than the tasks parameter it knows (a parameter annotated with
+    its own ``BackgroundTasks``). This turns the endpoint's parameter into that one: the
+    dependency is dropped from ``dependant`` and the endpoint is called through a wrapper
+    that adopts the object (:func:`_adopt`) first. Dependencies that ask for it keep the
+    dependency; all get the same object. The endpoint, its signature and the OpenAPI
+    schema are unchanged (the dependency has no parameters of the request).
+
+    Returns:
+        Whether ``dependant`` was rewritten: not when the endpoint takes no such
+        parameter, takes FastAPI's own too, or is a generator or not a plain function.
+    """
+    ours = [sub for sub in dependant.dependencies if sub.call is request_background_tasks]
+    endpoint = dependant.call
+    if (
+        len(ours) != 1
+        or ours[0].name is None
+        or dependant.background_tasks_param_name is not None
+        or not isinstance(endpoint, FunctionType)
+        or inspect.isgeneratorfunction(endpoint)
+        or inspect.isasyncgenfunction(endpoint)
+    ):
+        return False
+    tasks_name = ours[0].name
+    request_name = dependant.request_param_name or _REQUEST
+    own_request = dependant.request_param_name is not None
+    call: Callable[..., Any]
+    if inspect.iscoroutinefunction(endpoint):
+
+        async def call(**values: Any) -> Any:
+            request = values[request_name] if own_request else values.pop(request_name)
+            _adopt(values[tasks_name], request.scope)
+            return await endpoint(**values)
+
+    else:
+
+        def call(**values: Any) -> Any:
+            request = values[request_name] if own_request else values.pop(request_name)
+            _adopt(values[tasks_name], request.scope)
+            return endpoint(**values)
+
+    functools.update_wrapper(call, endpoint)
+    _point_errors_at(call, endpoint)
+    dependant.dependencies = [sub for sub in dependant.dependencies if sub is not ours[0]]
+    dependant.background_tasks_param_name = tasks_name
+    dependant.request_param_name = request_name
+    dependant.call = call
+    return True
+
+
+def _point_errors_at(wrapper: Callable[..., Any], endpoint: Callable[..., Any]) -> None:
+    # FastAPI names the endpoint's file and line in validation errors, from the function
+    # it calls, remembered by id; without this they would name this module's file.
+    cache = getattr(fastapi.routing, "_endpoint_context_cache", None)
+    extract = getattr(fastapi.routing, "_extract_endpoint_context", None)
+    if isinstance(cache, dict) and callable(extract):
+        cache[id(wrapper)] = extract(endpoint)
+
+
+def _prepare_routes(app: FastAPI) -> int:
+    """Rewrite the endpoints of ``app``'s routes (see :func:`_pass_tasks_directly`).
+
+    Returns:
+        How many were rewritten.
+    """
+    return sum(_pass_tasks_directly(dependant) for dependant in _endpoint_dependants(app))
 
 
 def install(
@@ -141,3 +253,6 @@ def install(
         grace=grace,
         max_threads=max_threads,
     )
+    lifespan = app.router.lifespan_context
+    assert isinstance(lifespan, _starlette._Lifespan)
+    lifespan.prepare = functools.partial(_prepare_routes, app)

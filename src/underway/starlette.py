@@ -149,6 +149,9 @@ class _Lifespan:
         self.grace = grace
         self.max_threads = max_threads
         self.services = services
+        # Called at startup, once the app's own lifespan has started and before requests
+        # come: underway.fastapi sets it to prepare the app's routes.
+        self.prepare: Callable[[], object] | None = None
 
     def __call__(self, app: Any) -> AbstractAsyncContextManager[Mapping[str, Any]]:
         return self._run(app)
@@ -159,6 +162,8 @@ class _Lifespan:
             state: Mapping[str, Any] | None = None
             if self.inner is not None:
                 state = await stack.enter_async_context(self.inner(app))
+            if self.prepare is not None:
+                self.prepare()
             runner = BackgroundRunner(grace=self.grace, max_threads=self.max_threads)
             await stack.enter_async_context(runner)
             if self.services is not None:
