@@ -107,6 +107,10 @@ def _is_async_callable(func: object) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
 
 
+# Functions and bound methods: callable, and never durable tasks (those are Task objects).
+_PLAIN_CALLABLES = (FunctionType, MethodType)
+
+
 def _check_callable(func: object) -> None:
     if not callable(func):
         raise TypeError(
@@ -148,7 +152,8 @@ class BackgroundTask(_StarletteTask):
         Raises:
             TypeError: ``func`` is not callable.
         """
-        _check_callable(func)
+        if type(func) not in _PLAIN_CALLABLES:
+            _check_callable(func)
         # Not Starlette's __init__: it would inspect func again, at several times the cost.
         self.__dict__.update(func=func, args=args, kwargs=kwargs, is_async=_is_async_callable(func))
 
@@ -187,13 +192,19 @@ class BackgroundTasks(_StarletteTasks):
             TypeError: ``func`` is not callable.
             SerializationError: ``func`` is a durable task and an argument cannot be stored.
         """
-        prepare = getattr(func, "prepare_durable_call", None)
-        if prepare is not None:
-            self.durable.append(prepare(args, kwargs))
-            if len(self.durable) == 1 and self.before_response is not None:
-                self.before_response()
-            return
-        self.tasks.append(BackgroundTask(func, *args, **kwargs))
+        if type(func) not in _PLAIN_CALLABLES:  # durable tasks are Task objects
+            prepare = getattr(func, "prepare_durable_call", None)
+            if prepare is not None:
+                self.durable.append(prepare(args, kwargs))
+                if len(self.durable) == 1 and self.before_response is not None:
+                    self.before_response()
+                return
+            _check_callable(func)
+        # What BackgroundTask(func, *args, **kwargs) makes, without packing the arguments
+        # again.
+        task = BackgroundTask.__new__(BackgroundTask)
+        task.__dict__.update(func=func, args=args, kwargs=kwargs, is_async=_is_async_callable(func))
+        self.tasks.append(task)
 
     async def enqueue_durable(self) -> list[Any]:
         """Store the jobs of the durable tasks added so far; return their ``Job`` handles.

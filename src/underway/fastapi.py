@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["BackgroundTasks", "install"]
 
 
-def _adopt(tasks: StarletteBackgroundTasks, scope: Scope) -> background.BackgroundTasks:
+def _adopt(tasks: StarletteBackgroundTasks) -> background.BackgroundTasks:
     """Make the tasks object that FastAPI created for this request an underway one.
 
     FastAPI creates one tasks object per request, hands it to every parameter that asks
@@ -62,30 +62,34 @@ def _adopt(tasks: StarletteBackgroundTasks, scope: Scope) -> background.Backgrou
     request's one instance, run by the response itself, with no wrapper around it. Tasks
     already added to it are kept.
     """
-    if isinstance(tasks, background.BackgroundTasks):
-        return tasks  # adopted earlier in this request
-    tasks.__class__ = background.BackgroundTasks
-    adopted = cast(background.BackgroundTasks, tasks)
-    background.BackgroundTasks.__init__(adopted, adopted.tasks)
+    if not isinstance(tasks, background.BackgroundTasks):
+        tasks.__class__ = background.BackgroundTasks
+        # What BackgroundTasks.__init__ sets, but for the list of tasks, kept.
+        tasks.__dict__.update(durable=[], before_response=None)
+    return cast(background.BackgroundTasks, tasks)
+
+
+def _store_durable_at_exit(tasks: background.BackgroundTasks, scope: Scope) -> None:
+    """Store the durable tasks of ``tasks`` when FastAPI's function scope exits.
+
+    It exits when the endpoint has returned and its response is made, before the
+    response is sent; not if the endpoint raised. Without it (a FastAPI without function
+    scopes), durable tasks are stored when the tasks run, after the response.
+    """
     function_scope = scope.get("fastapi_function_astack")
-    if isinstance(function_scope, AsyncExitStack):
+    if not isinstance(function_scope, AsyncExitStack):
+        return
 
-        async def store_durable(
-            exc_type: type[BaseException] | None,
-            exc: BaseException | None,
-            tb: TracebackType | None,
-        ) -> bool:
-            if exc_type is None and adopted.durable:
-                await adopted.enqueue_durable()
-            return False
+    async def store_durable(
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc_type is None and tasks.durable:
+            await tasks.enqueue_durable()
+        return False
 
-        def register() -> None:
-            function_scope.push_async_exit(store_durable)
-
-        adopted.before_response = register
-    # Without it (a FastAPI without function scopes), durable tasks are stored when the
-    # tasks run, after the response.
-    return adopted
+    function_scope.push_async_exit(store_durable)
 
 
 async def request_background_tasks(
@@ -103,7 +107,10 @@ async def request_background_tasks(
     That exit is registered only when a durable task is added: a ``yield`` dependency
     would do the same on every request, at several times the cost of this one.
     """
-    return _adopt(fastapi_tasks, request.scope)
+    tasks = _adopt(fastapi_tasks)
+    if tasks.before_response is None:
+        tasks.before_response = functools.partial(_store_durable_at_exit, tasks, request.scope)
+    return tasks
 
 
 #: Annotate an endpoint or dependency parameter with it to receive the request's tasks.
@@ -170,15 +177,21 @@ def _pass_tasks_directly(dependant: Dependant) -> bool:
 
         async def call(**values: Any) -> Any:
             request = values[request_name] if own_request else values.pop(request_name)
-            _adopt(values[tasks_name], request.scope)
-            return await endpoint(**values)
+            tasks = _adopt(values[tasks_name])
+            result = await endpoint(**values)
+            if tasks.durable and tasks.before_response is None:
+                _store_durable_at_exit(tasks, request.scope)
+            return result
 
     else:
 
         def call(**values: Any) -> Any:
             request = values[request_name] if own_request else values.pop(request_name)
-            _adopt(values[tasks_name], request.scope)
-            return endpoint(**values)
+            tasks = _adopt(values[tasks_name])
+            result = endpoint(**values)
+            if tasks.durable and tasks.before_response is None:
+                _store_durable_at_exit(tasks, request.scope)
+            return result
 
     functools.update_wrapper(call, endpoint)
     _point_errors_at(call, endpoint)
