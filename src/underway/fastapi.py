@@ -10,19 +10,27 @@ Change one import and the endpoints stay as they are::
         background_tasks.add_task(write_log, f"created {name}")
         return {"message": "ok"}
 
-``BackgroundTasks`` here is ``Annotated[underway.BackgroundTasks, Depends(...)]``: FastAPI
-resolves it as a dependency, once per request, so the endpoint and every dependency that
-asks for it share one :class:`underway.BackgroundTasks` (also when the parameter is written
-``background_tasks: BackgroundTasks = None``). Its tasks run when FastAPI's own background
-tasks would: after the response is sent, and not at all when the endpoint raises, since no
-response of its own is sent then.
+``BackgroundTasks`` here is ``Annotated[underway.BackgroundTasks, Depends(...)]``. The
+request's instance is the tasks object FastAPI itself creates for the request and gives
+the response, made an :class:`underway.BackgroundTasks`; so the endpoint and every
+dependency that asks for it share one instance (also when the parameter is written
+``background_tasks: BackgroundTasks = None``, and with a parameter annotated with
+FastAPI's own ``BackgroundTasks`` in the same request). Its tasks run when FastAPI's own
+would: after the response is sent, and not at all when the endpoint raises, since no
+response of its own is sent then. Durable tasks (functions registered with ``@uw.task``)
+are stored once the endpoint has returned, before the response is sent.
+
+``install(app)`` adds what :func:`underway.starlette.install` does (a runner in the app's
+lifespan that takes the tasks when the response is sent and drains them at shutdown), and
+at startup prepares the app's endpoints, included routers' too: an endpoint that takes
+``BackgroundTasks`` then gets the instance as FastAPI's own tasks parameter, which costs
+FastAPI far less per request than the dependency. Dependencies that take it, routes added
+once the app serves and apps without ``install()`` keep the dependency; they behave the
+same.
 
 A parameter annotated with ``underway.BackgroundTasks`` itself is not this: FastAPI treats
 every subclass of Starlette's ``BackgroundTasks`` as its own and passes a
 ``fastapi.BackgroundTasks``. Import the annotation from this module.
-
-``install(app)`` adds what :func:`underway.starlette.install` does: a runner in the app's
-lifespan that takes the tasks when the response is sent and drains them at shutdown.
 """
 
 from __future__ import annotations
@@ -119,7 +127,7 @@ BackgroundTasks: TypeAlias = Annotated[
 ]
 
 
-# The name under which a rewritten endpoint receives the request, when it does not ask for
+# The name under which a prepared endpoint receives the request, when it does not ask for
 # it itself; taken out of the arguments again before the endpoint is called.
 _REQUEST = "_underway_request"
 
@@ -127,8 +135,8 @@ _REQUEST = "_underway_request"
 def _endpoint_dependants(app: FastAPI) -> Iterator[Dependant]:
     """The dependants with which ``app``'s HTTP routes call their endpoints.
 
-    Routes of included routers are served through their own dependants (FastAPI >= 0.160
-    builds one per inclusion; earlier versions copy the routes into the app).
+    Routes of included routers are served through their own dependants: recent FastAPI
+    versions build them per inclusion, earlier ones copy the routes into the app.
     """
     iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
     if iter_route_contexts is None:
@@ -152,10 +160,10 @@ def _pass_tasks_directly(dependant: Dependant) -> bool:
     dependency is dropped from ``dependant`` and the endpoint is called through a wrapper
     that adopts the object (:func:`_adopt`) first. Dependencies that ask for it keep the
     dependency; all get the same object. The endpoint, its signature and the OpenAPI
-    schema are unchanged (the dependency has no parameters of the request).
+    schema are unchanged: the dependency reads nothing that the schema describes.
 
     Returns:
-        Whether ``dependant`` was rewritten: not when the endpoint takes no such
+        Whether ``dependant`` was prepared: not when the endpoint takes no such
         parameter, takes FastAPI's own too, or is a generator or not a plain function.
     """
     ours = [sub for sub in dependant.dependencies if sub.call is request_background_tasks]
@@ -212,10 +220,10 @@ def _point_errors_at(wrapper: Callable[..., Any], endpoint: Callable[..., Any]) 
 
 
 def _prepare_routes(app: FastAPI) -> int:
-    """Rewrite the endpoints of ``app``'s routes (see :func:`_pass_tasks_directly`).
+    """Prepare the endpoints of ``app``'s routes (see :func:`_pass_tasks_directly`).
 
     Returns:
-        How many were rewritten.
+        How many were prepared.
     """
     return sum(_pass_tasks_directly(dependant) for dependant in _endpoint_dependants(app))
 
