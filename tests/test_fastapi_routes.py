@@ -9,6 +9,7 @@ before the response starts, the same OpenAPI schema and validation errors.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -311,3 +312,27 @@ async def test_durable_jobs_of_a_prepared_endpoint_are_stored_before_the_respons
     [job] = jobs
     handle = await uw.get_job(job.id)
     assert handle is not None and handle.args == ("kim",)
+
+
+async def test_routes_that_cannot_be_read_keep_the_dependency(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As a FastAPI whose routing internals differ would: the app still serves.
+    def unreadable(routes: object) -> None:
+        raise AttributeError("no such routing internals")
+
+    events: list[str] = []
+    seen: list[object] = []
+    app = tasks_app(events, seen)
+    underway.fastapi.install(app)
+    monkeypatch.setattr(fastapi.routing, "iter_route_contexts", unreadable)
+    async with serve(app) as served:
+        assert (await served.client.get("/before")).status_code == 200
+        await served.runner.wait_idle()
+    monkeypatch.undo()
+    assert not direct(dependants(app)["/before"])
+    assert events == ["before"]
+    assert type(seen[0]) is underway.BackgroundTasks
+    [warning] = [r for r in caplog.records if r.name == "underway.fastapi"]
+    assert warning.levelno == logging.WARNING
+    assert "resolve it as a dependency instead" in warning.getMessage()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     from underway.app import Underway
 
 __all__ = ["BackgroundTasks", "install"]
+
+logger = logging.getLogger("underway.fastapi")
 
 
 def _adopt(tasks: StarletteBackgroundTasks) -> background.BackgroundTasks:
@@ -222,10 +225,22 @@ def _point_errors_at(wrapper: Callable[..., Any], endpoint: Callable[..., Any]) 
 def _prepare_routes(app: FastAPI) -> int:
     """Prepare the endpoints of ``app``'s routes (see :func:`_pass_tasks_directly`).
 
+    It only saves CPU: if this FastAPI's routes cannot be read as expected, a WARNING
+    says so and every endpoint keeps the dependency, which works the same.
+
     Returns:
         How many were prepared.
     """
-    return sum(_pass_tasks_directly(dependant) for dependant in _endpoint_dependants(app))
+    try:
+        return sum(_pass_tasks_directly(dependant) for dependant in _endpoint_dependants(app))
+    except Exception:
+        logger.warning(
+            "Could not prepare the app's endpoints for underway.fastapi.BackgroundTasks; "
+            "they resolve it as a dependency instead, which works the same at a higher "
+            "CPU cost per request.",
+            exc_info=True,
+        )
+        return 0
 
 
 def install(
