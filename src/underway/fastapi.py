@@ -261,6 +261,11 @@ def install(
     its startup and shutdown handlers) is kept: it starts before the runner and ends after
     the runner has drained, so tasks can still use what it set up.
 
+    At startup, the endpoints of the app's routes (included routers' too) that take
+    :data:`BackgroundTasks` are prepared to receive it as FastAPI's own tasks parameter,
+    which costs FastAPI less per request than the dependency; what they see is the same.
+    Routes added once the app serves keep the dependency.
+
     With the durable queue ``uw``, the lifespan also opens and closes its store and can
     run a worker (with the schedules), loops and the dashboard inside the app; see
     :func:`underway.starlette.install` for ``worker``, ``worker_options``, ``loops``,
