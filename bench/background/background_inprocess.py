@@ -65,8 +65,9 @@ class Started:
         await self._task
 
 
-async def request(started: Started, path: str) -> int:
-    scope = {
+def http_scope(started: Started, path: str) -> dict[str, Any]:
+    """A minimal scope of one GET request, with the app's lifespan state."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -81,44 +82,32 @@ async def request(started: Started, path: str) -> int:
         "server": ("127.0.0.1", 8000),
         "state": dict(started.state),
     }
-    status = 0
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+
+async def receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def request(started: Started, path: str) -> int:
+    status = 0
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    await started.app(scope, receive, send)
+    await started.app(http_scope(started, path), receive, send)
     return status
 
 
 async def count(started: Started) -> int:
     body = bytearray()
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
             body.extend(message.get("body", b""))
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/count",
-        "raw_path": b"/count",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"localhost")],
-        "state": dict(started.state),
-    }
-    await started.app(scope, receive, send)
+    await started.app(http_scope(started, "/count"), receive, send)
     return int(body)
 
 

@@ -183,25 +183,30 @@ def _pass_tasks_directly(dependant: Dependant) -> bool:
     tasks_name = ours[0].name
     request_name = dependant.request_param_name or _REQUEST
     own_request = dependant.request_param_name is not None
+
+    def before(values: dict[str, Any]) -> tuple[Request, background.BackgroundTasks]:
+        request = values[request_name] if own_request else values.pop(request_name)
+        return request, _adopt(values[tasks_name])
+
+    def after(request: Request, tasks: background.BackgroundTasks) -> None:
+        if tasks.durable and tasks.before_response is None:
+            _store_durable_at_exit(tasks, request.scope)
+
     call: Callable[..., Any]
     if inspect.iscoroutinefunction(endpoint):
 
         async def call(**values: Any) -> Any:
-            request = values[request_name] if own_request else values.pop(request_name)
-            tasks = _adopt(values[tasks_name])
+            request, tasks = before(values)
             result = await endpoint(**values)
-            if tasks.durable and tasks.before_response is None:
-                _store_durable_at_exit(tasks, request.scope)
+            after(request, tasks)
             return result
 
     else:
 
         def call(**values: Any) -> Any:
-            request = values[request_name] if own_request else values.pop(request_name)
-            tasks = _adopt(values[tasks_name])
+            request, tasks = before(values)
             result = endpoint(**values)
-            if tasks.durable and tasks.before_response is None:
-                _store_durable_at_exit(tasks, request.scope)
+            after(request, tasks)
             return result
 
     functools.update_wrapper(call, endpoint)
